@@ -1,0 +1,1 @@
+"""Sub-commands of the ``seganypet`` command line, one module each (see :mod:`SegAnyPETLib.cli`)."""

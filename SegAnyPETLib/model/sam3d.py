@@ -1,0 +1,162 @@
+"""The SAM-Med3D network (image encoder, prompt encoder, mask decoder) and its architectures."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from ..errors import SegAnyPETError
+from ..preprocessing import PreprocessConfig
+from .image_encoder import ImageEncoderViT3D
+from .mask_decoder import MaskDecoder3D
+from .prompt_encoder import PromptEncoder3D
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network; stored in every checkpoint we write."""
+
+    name: str
+    img_size: int = 128
+    patch_size: int = 16
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    encoder_global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11)
+    window_size: int = 14
+    mlp_ratio: float = 4.0
+    prompt_embed_dim: int = 384
+    mask_in_chans: int = 16
+    decoder_depth: int = 2
+    decoder_heads: int = 8
+    decoder_mlp_dim: int = 2048
+    iou_head_hidden_dim: int = 256
+
+    @property
+    def embedding_grid(self) -> int:
+        return self.img_size // self.patch_size
+
+    @property
+    def low_res_size(self) -> int:
+        """Side of the low-resolution logits / mask prompt (4x the embedding grid)."""
+        return 4 * self.embedding_grid
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise SegAnyPETError(f"model config has unknown fields {unknown}")
+        values = dict(values)
+        if "encoder_global_attn_indexes" in values:
+            values["encoder_global_attn_indexes"] = tuple(values["encoder_global_attn_indexes"])
+        return cls(**values)
+
+
+ARCHITECTURES: Dict[str, ModelConfig] = {
+    # SAM-Med3D's network exactly (SegAnyPET and SAM-Med3D-turbo weights), 100.5 M parameters.
+    "vit_b_ori": ModelConfig(name="vit_b_ori"),
+    # Same interface and 128^3 input, a quarter of the width: GPU training from scratch.
+    "small": ModelConfig(
+        name="small",
+        encoder_embed_dim=384,
+        encoder_depth=8,
+        encoder_num_heads=6,
+        encoder_global_attn_indexes=tuple(range(8)),
+        window_size=0,
+    ),
+    # 64^3 input at coarser spacing, 8^3 tokens: trains on a CPU in hours (the bundled model).
+    "tiny": ModelConfig(
+        name="tiny",
+        img_size=64,
+        patch_size=8,
+        encoder_embed_dim=192,
+        encoder_depth=6,
+        encoder_num_heads=6,
+        encoder_global_attn_indexes=tuple(range(6)),
+        window_size=0,
+        prompt_embed_dim=192,
+        decoder_mlp_dim=768,
+        iou_head_hidden_dim=128,
+    ),
+}
+
+
+class Sam3D(nn.Module):
+    """Container with SAM-Med3D's three sub-modules under their checkpoint names."""
+
+    def __init__(self, config: ModelConfig, preprocessing: Optional[PreprocessConfig] = None) -> None:
+        super().__init__()
+        self.config = config
+        # Input expected by the weights (the official protocol unless a checkpoint says otherwise),
+        # where the weights came from, and what their checkpoint says about them.
+        self.preprocessing = preprocessing or PreprocessConfig()
+        self.source: Optional[str] = None
+        self.metadata: Dict[str, Any] = {}
+        grid = config.embedding_grid
+        self.image_encoder = ImageEncoderViT3D(
+            img_size=config.img_size,
+            patch_size=config.patch_size,
+            embed_dim=config.encoder_embed_dim,
+            depth=config.encoder_depth,
+            num_heads=config.encoder_num_heads,
+            mlp_ratio=config.mlp_ratio,
+            out_chans=config.prompt_embed_dim,
+            window_size=config.window_size,
+            global_attn_indexes=config.encoder_global_attn_indexes,
+        )
+        self.prompt_encoder = PromptEncoder3D(
+            embed_dim=config.prompt_embed_dim,
+            image_embedding_size=(grid, grid, grid),
+            input_image_size=(config.img_size,) * 3,
+            mask_in_chans=config.mask_in_chans,
+        )
+        self.mask_decoder = MaskDecoder3D(
+            transformer_dim=config.prompt_embed_dim,
+            transformer_depth=config.decoder_depth,
+            transformer_heads=config.decoder_heads,
+            transformer_mlp_dim=config.decoder_mlp_dim,
+            iou_head_hidden_dim=config.iou_head_hidden_dim,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.prompt_encoder.no_mask_embed.weight.device
+
+    def decode(
+        self,
+        image_embeddings: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask_prompt: Optional[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One prediction from cached embeddings: points (B,N,3) crop voxels, labels (B,N) -> logits, IoU."""
+        sparse, dense = self.prompt_encoder(points=(coords, labels), boxes=None, masks=mask_prompt)
+        return self.mask_decoder(
+            image_embeddings=image_embeddings,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+
+
+def build_model(architecture: Union[str, ModelConfig, Dict[str, Any]] = "vit_b_ori") -> Sam3D:
+    """Build an untrained network: a name in :data:`ARCHITECTURES`, a config or its dict."""
+    if isinstance(architecture, str):
+        if architecture not in ARCHITECTURES:
+            raise SegAnyPETError(
+                f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+            )
+        config = ARCHITECTURES[architecture]
+    elif isinstance(architecture, dict):
+        config = ModelConfig.from_dict(architecture)
+    else:
+        config = architecture
+    return Sam3D(config).eval()

@@ -1,0 +1,447 @@
+"""Interactive click-to-segment on one PET volume, with cached image embeddings.
+
+``set_image`` validates the volume; the first click of an object picks a crop around it and runs
+the image encoder once; every further click inside the crop only reruns the prompt encoder and the
+mask decoder, with the points so far and the previous low-resolution logits as the mask prompt
+(the official SegAnyPET protocol). When the mask reaches a face of its crop while the image goes on
+beyond it (a liver larger than the crop, for example), the session adds an overlapping crop seeded
+from the mask, and merges the crops' probabilities with a Gaussian weight that favours each crop's
+centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. With a
+single crop the result is exactly the official one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .device import resolve_device
+from .errors import SegAnyPETError
+from .model import Sam3D
+from .preprocessing import (
+    CropGrid,
+    PreprocessConfig,
+    as_image,
+    crop_footprint,
+    crop_to_image,
+    extract_crop,
+    image_bounds_ras,
+    RAS_DIRECTION,
+    validate_pet,
+)
+
+logger = logging.getLogger(__name__)
+
+SPACES = ("ijk", "ras", "lps")
+
+
+class Cancelled(Exception):
+    """The user cancelled a running encoder; the session is unchanged."""
+
+
+@dataclass
+class Point:
+    """A prompt point: LPS millimetres and 1 (positive) or 0 (negative)."""
+
+    lps: np.ndarray
+    label: int
+
+
+@dataclass
+class _Crop:
+    grid: CropGrid
+    embedding: torch.Tensor
+    region: Optional[Tuple[slice, slice, slice]]
+    seeds: List[Point] = field(default_factory=list)
+    logits: Optional[torch.Tensor] = None
+    _prob: Optional[np.ndarray] = None
+    _weight: Optional[np.ndarray] = None
+
+
+def gaussian_importance(size: int, sigma_scale: float = 0.125) -> np.ndarray:
+    """Separable Gaussian weight over a cubic crop, highest at the centre, never zero."""
+    axis = np.arange(size) - (size - 1) / 2.0
+    profile = np.exp(-0.5 * (axis / (sigma_scale * size)) ** 2)
+    weight = profile[:, None, None] * profile[None, :, None] * profile[None, None, :]
+    return np.maximum(weight / weight.max(), 1e-3).astype(np.float32)
+
+
+class InteractiveSession:
+    """Click-to-segment on one volume: ``set_image`` once, then ``add_click`` for each click.
+
+    Args:
+        model: a network from :func:`SegAnyPETLib.load_model` (its ``preprocessing`` is used).
+        device: ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``...
+        max_crops: most crops per object, including those added for large organs.
+        extend: add crops when the mask reaches a crop face inside the image.
+        precision: encoder precision on GPU: ``"auto"`` (float16/bfloat16 autocast) or ``"fp32"``.
+        progress: optional ``callback(fraction, text)`` while the encoder runs.
+    """
+
+    def __init__(
+        self,
+        model: Sam3D,
+        device: str = "auto",
+        max_crops: int = 6,
+        extend: bool = True,
+        precision: str = "auto",
+        progress: Optional[Callable[[float, str], None]] = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.preprocessing: PreprocessConfig = model.preprocessing
+        self.max_crops = max_crops
+        self.extend = extend
+        self.precision = precision
+        self.progress = progress
+        self.timing: Dict[str, float] = {}
+        self._cancel = threading.Event()
+        self._lock = threading.RLock()
+        self._image: Optional[sitk.Image] = None
+        self._embeddings: Dict[CropGrid, torch.Tensor] = {}
+        self._weight_full = gaussian_importance(self.preprocessing.crop_size)
+        self._dense_pe: Optional[torch.Tensor] = None
+        self._clear_object()
+
+    # ----------------------------------------------------------------------------- image
+    def set_image(self, image, spacing=None, origin=None, direction=None) -> None:
+        """Use a new volume: a SimpleITK image, or a (z, y, x) array with spacing/origin/direction."""
+        image = as_image(image, spacing, origin, direction)
+        validate_pet(image)
+        with self._lock:
+            self._image = sitk.Cast(image, sitk.sitkFloat32)
+            self._shape = tuple(reversed(image.GetSize()))
+            self._bounds_ras = image_bounds_ras(self._image)
+            self._embeddings.clear()
+            self._clear_object()
+
+    @property
+    def image(self) -> sitk.Image:
+        if self._image is None:
+            raise SegAnyPETError("no image: call set_image first")
+        return self._image
+
+    # ----------------------------------------------------------------------------- clicks
+    def add_click(self, point: Sequence[float], positive: bool = True, space: str = "ijk") -> np.ndarray:
+        """Add a point and return the object's mask, (z, y, x) uint8 on the input grid.
+
+        ``space``: ``"ijk"`` voxel index (i = x column, j = y row, k = slice), ``"lps"`` (ITK/DICOM)
+        or ``"ras"`` (Slicer, NIfTI) millimetres.
+        """
+        with self._lock:
+            lps = self.to_lps(point, space)
+            self._history.append(self._snapshot())
+            try:
+                self._points.append(Point(lps, int(bool(positive))))
+                self._update_for_point(self._points[-1])
+            except BaseException:
+                self._restore(self._history.pop())
+                raise
+            return self.mask
+
+    def set_points(self, points: Sequence[Sequence[float]], labels: Sequence[int], space: str = "ijk") -> np.ndarray:
+        """Replace all points of the object (a point was moved or deleted) and predict again.
+
+        The points are replayed in order from an empty mask, reusing the cached embeddings.
+        """
+        with self._lock:
+            converted = [Point(self.to_lps(p, space), int(bool(l))) for p, l in zip(points, labels)]
+            snapshot = self._snapshot()
+            try:
+                self._clear_object(keep_history=True)
+                for point in converted:
+                    self._points.append(point)
+                    self._update_for_point(point)
+            except BaseException:
+                self._restore(snapshot)
+                raise
+            self._history.append(snapshot)
+            return self.mask
+
+    def undo(self) -> np.ndarray:
+        """Take back the last change; returns the mask before it."""
+        with self._lock:
+            if self._history:
+                self._restore(self._history.pop())
+            return self.mask
+
+    def reset(self) -> np.ndarray:
+        """Remove every point of the current object (undoable)."""
+        with self._lock:
+            self._history.append(self._snapshot())
+            self._clear_object(keep_history=True)
+            return self.mask
+
+    def new_object(self) -> None:
+        """Start the next target; cached embeddings are kept for it."""
+        with self._lock:
+            self._clear_object()
+
+    def cancel(self) -> None:
+        """Ask a running encoder (in another thread) to stop; that call raises :class:`Cancelled`."""
+        self._cancel.set()
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Current mask of the object, (z, y, x) uint8 (a copy)."""
+        if self._image is None:
+            raise SegAnyPETError("no image: call set_image first")
+        return self._mask.copy()
+
+    @property
+    def points(self) -> List[Tuple[Tuple[float, float, float], int]]:
+        """The object's points as (LPS mm, label)."""
+        return [(tuple(float(v) for v in p.lps), p.label) for p in self._points]
+
+    @property
+    def num_crops(self) -> int:
+        return len(self._crops)
+
+    @property
+    def crops(self) -> List[CropGrid]:
+        return [crop.grid for crop in self._crops]
+
+    # ----------------------------------------------------------------------------- coordinates
+    def to_lps(self, point: Sequence[float], space: str = "ijk") -> np.ndarray:
+        """Convert a point to LPS mm, refusing points outside the volume."""
+        image = self.image
+        if space not in SPACES:
+            raise SegAnyPETError(f"unknown point space {space!r}; use one of {', '.join(SPACES)}")
+        values = np.asarray(point, dtype=float).ravel()
+        if values.size != 3 or not np.all(np.isfinite(values)):
+            raise SegAnyPETError(f"a point needs three finite coordinates, got {list(point)}")
+        if space == "ijk":
+            index = values
+            lps = np.asarray(image.TransformContinuousIndexToPhysicalPoint(values.tolist()))
+        else:
+            lps = values * np.array([-1.0, -1.0, 1.0]) if space == "ras" else values
+            index = np.asarray(image.TransformPhysicalPointToContinuousIndex(lps.tolist()))
+        size = np.asarray(image.GetSize())
+        if np.any(index < -0.5) or np.any(index > size - 0.5):
+            raise SegAnyPETError(
+                f"click {values.tolist()} ({space}) is outside the volume (voxel index "
+                f"{np.round(index, 1).tolist()}, image size {size.tolist()})"
+            )
+        return lps
+
+    # ----------------------------------------------------------------------------- internals
+    def _clear_object(self, keep_history: bool = False) -> None:
+        self._points: List[Point] = []
+        self._crops: List[_Crop] = []
+        if not keep_history:
+            self._history: List[tuple] = []
+        if self._image is not None:
+            self._mask = np.zeros(self._shape, dtype=np.uint8)
+
+    def _snapshot(self) -> tuple:
+        crops = [(crop, crop.logits, list(crop.seeds)) for crop in self._crops]
+        return list(self._points), crops, self._mask.copy()
+
+    def _restore(self, snapshot: tuple) -> None:
+        points, crops, mask = snapshot
+        self._points = list(points)
+        self._crops = []
+        for crop, logits, seeds in crops:
+            if crop.logits is not logits:
+                crop._prob = None
+            crop.logits, crop.seeds = logits, list(seeds)
+            self._crops.append(crop)
+        self._mask = mask
+
+    def _update_for_point(self, point: Point) -> None:
+        started = time.perf_counter()
+        self.timing = {"encoder_ms": 0.0}
+        targets = [crop for crop in self._crops if crop.grid.contains(point.lps)]
+        if not targets:
+            if point.label == 0:
+                return  # a negative click away from every crop changes nothing yet
+            if len(self._crops) >= self.max_crops:
+                raise SegAnyPETError(f"this object already uses {self.max_crops} crops; start a new object")
+            targets = [self._new_crop(self._grid_for(point.lps))]
+        changed = []
+        for crop in targets:
+            self._predict(crop)
+            changed.append(crop)
+        if self.extend:
+            changed += self._extend_crops(changed)
+        self._merge(changed)
+        self.timing["total_ms"] = 1000 * (time.perf_counter() - started)
+        self.timing["click_ms"] = self.timing["total_ms"] - self.timing["encoder_ms"]
+
+    def _grid_for(self, lps: np.ndarray) -> CropGrid:
+        """A cached crop holding the point well inside it, or a new crop around it."""
+        margin = self.preprocessing.crop_size / 8
+        for grid in self._embeddings:
+            if grid.contains(lps, margin=margin):
+                return grid
+        return CropGrid.around(lps, self.preprocessing, self.image)
+
+    def _new_crop(self, grid: CropGrid, seeds: Sequence[Point] = ()) -> _Crop:
+        crop = _Crop(grid, self._embedding(grid), crop_footprint(grid, self.image), list(seeds))
+        self._crops.append(crop)
+        return crop
+
+    def _embedding(self, grid: CropGrid) -> torch.Tensor:
+        if grid not in self._embeddings:
+            started = time.perf_counter()
+            crop = extract_crop(self.image, grid)
+            self._embeddings[grid] = self._encode(torch.from_numpy(crop)[None, None])
+            self.timing["encoder_ms"] = self.timing.get("encoder_ms", 0.0) + 1000 * (time.perf_counter() - started)
+        return self._embeddings[grid]
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the image encoder block by block, reporting progress and honouring cancel()."""
+        self._cancel.clear()
+        encoder = self.model.image_encoder
+        autocast = self.device.type == "cuda" and self.precision != "fp32"
+        dtype = torch.bfloat16 if autocast and torch.cuda.is_bf16_supported() else torch.float16
+        steps = len(encoder.blocks) + 2
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
+            tokens = encoder.patch_embed(x.to(self.device)) + encoder.pos_embed
+            for index, block in enumerate(encoder.blocks):
+                if self._cancel.is_set():
+                    raise Cancelled("encoder cancelled")
+                self._report((index + 1) / steps, "computing image embedding")
+                tokens = block(tokens)
+            embedding = encoder.neck(tokens.permute(0, 4, 1, 2, 3))
+        self._report(1.0, "image embedding ready")
+        return embedding.float()
+
+    def _report(self, fraction: float, text: str) -> None:
+        if self.progress is not None:
+            self.progress(fraction, text)
+
+    def _prompts(self, crop: _Crop) -> Tuple[torch.Tensor, torch.Tensor]:
+        points = crop.seeds + [p for p in self._points if crop.grid.contains(p.lps)]
+        coords = np.rint(crop.grid.to_index(np.array([p.lps for p in points])))
+        coords = np.clip(coords, 0, crop.grid.size - 1)
+        labels = [p.label for p in points]
+        return (
+            torch.as_tensor(coords, dtype=torch.float32, device=self.device)[None],
+            torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None],
+        )
+
+    def _predict(self, crop: _Crop) -> None:
+        low = self.model.config.low_res_size
+        previous = crop.logits if crop.logits is not None else torch.zeros(1, 1, low, low, low, device=self.device)
+        coords, labels = self._prompts(crop)
+        with torch.inference_mode():
+            logits, _ = self.model.decode(crop.embedding, coords, labels, previous)
+        crop.logits, crop._prob = logits, None
+
+    def _crop_probability(self, crop: _Crop) -> np.ndarray:
+        """Sigmoid of the logits upsampled to the crop (trilinear, as the official code), (i, j, k)."""
+        with torch.inference_mode():
+            size = (crop.grid.size,) * 3
+            upsampled = F.interpolate(crop.logits, size=size, mode="trilinear", align_corners=False)
+            return torch.sigmoid(upsampled)[0, 0].float().cpu().numpy()
+
+    def _region_values(self, crop: _Crop) -> Tuple[np.ndarray, np.ndarray]:
+        """The crop's probability and weight on its footprint of the input grid (cached)."""
+        if crop._prob is None:
+            crop._prob = crop_to_image(self._crop_probability(crop), crop.grid, self.image, crop.region)
+        if crop._weight is None:
+            crop._weight = crop_to_image(self._weight_full, crop.grid, self.image, crop.region)
+        return crop._prob, crop._weight
+
+    def _merge(self, changed: Sequence[_Crop]) -> None:
+        """Recompute the mask where the changed crops lie, from every crop overlapping there."""
+        started = time.perf_counter()
+        for target in {id(c): c for c in changed}.values():
+            if target.region is None:
+                continue
+            region = target.region
+            numerator = np.zeros([s.stop - s.start for s in region], np.float32)
+            denominator = np.zeros_like(numerator)
+            for crop in self._crops:
+                overlap = _intersect(region, crop.region)
+                if overlap is None or crop.logits is None:
+                    continue
+                prob, weight = self._region_values(crop)
+                inner = tuple(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, crop.region))
+                outer = tuple(slice(o.start - r.start, o.stop - r.start) for o, r in zip(overlap, region))
+                numerator[outer] += prob[inner] * weight[inner]
+                denominator[outer] += weight[inner]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                merged = np.where(denominator > 0, numerator / np.maximum(denominator, 1e-12), 0.0)
+            self._mask[region] = (merged > 0.5).astype(np.uint8)
+        self.timing["paste_ms"] = 1000 * (time.perf_counter() - started)
+
+    def _extend_crops(self, crops: Sequence[_Crop]) -> List[_Crop]:
+        """Add crops beyond faces that the mask touches inside the image; returns the new crops."""
+        added: List[_Crop] = []
+        queue = list(crops)
+        while queue and len(self._crops) < self.max_crops:
+            crop = queue.pop(0)
+            for center, seed in self._border_contacts(crop):
+                if len(self._crops) >= self.max_crops:
+                    break
+                if any(other.grid.contains(center, margin=self.preprocessing.crop_size / 4) for other in self._crops):
+                    continue
+                grid = CropGrid.around(center, self.preprocessing, self.image)
+                if any(other.grid == grid for other in self._crops):
+                    continue
+                logger.info("mask reaches the crop border: adding a crop around %s mm", np.round(center, 1).tolist())
+                new = self._new_crop(grid, seeds=[seed])
+                self._predict(new)
+                added.append(new)
+                queue.append(new)
+        return added
+
+    def _border_contacts(self, crop: _Crop) -> List[Tuple[np.ndarray, Point]]:
+        """For each crop face the mask touches (inside the image): a new crop centre and a seed."""
+        mask = self._crop_probability(crop) > 0.5
+        size = crop.grid.size
+        spacing = np.asarray(crop.grid.spacing)
+        extent = spacing * (size - 1)
+        contacts = []
+        for axis in range(3):
+            for side, layer in ((-1, 0), (1, size - 1)):
+                face = np.take(mask, layer, axis=axis)
+                if face.sum() < 8:
+                    continue
+                # Does the image go on beyond this face? Compare in RAS coordinates.
+                face_ras = RAS_DIRECTION.T @ crop.grid.to_physical(np.full(3, layer, float))[0]
+                beyond = face_ras[axis] + side * spacing[axis]
+                low, high = self._bounds_ras
+                if not (low[axis] <= beyond <= high[axis]):
+                    continue
+                others = [a for a in range(3) if a != axis]
+                coords = np.argwhere(face).mean(axis=0)
+                index = np.empty(3)
+                index[axis] = layer
+                index[others] = coords
+                contact = crop.grid.to_physical(index)[0]
+                outward = np.zeros(3)
+                outward[axis] = side
+                center = contact + RAS_DIRECTION @ (outward * extent / 4)
+                contacts.append((center, Point(self._seed_inside(mask, axis, layer, side, crop.grid), 1)))
+        return contacts
+
+    @staticmethod
+    def _seed_inside(mask: np.ndarray, axis: int, layer: int, side: int, grid: CropGrid) -> np.ndarray:
+        """The deepest mask voxel in the outer eighth of the crop next to a face, in LPS mm."""
+        depth = max(2, grid.size // 8)
+        band = [slice(None)] * 3
+        band[axis] = slice(layer - depth + 1, layer + 1) if side > 0 else slice(0, depth)
+        region = np.zeros_like(mask)
+        region[tuple(band)] = mask[tuple(band)]
+        distance = ndimage.distance_transform_edt(region)
+        index = np.unravel_index(int(np.argmax(distance)), mask.shape)
+        return grid.to_physical(np.asarray(index, float))[0]
+
+
+def _intersect(a, b):
+    if a is None or b is None:
+        return None
+    out = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
+    return None if any(s.stop <= s.start for s in out) else out

@@ -1,0 +1,162 @@
+"""Checkpoint loading: wrappings, corrupt files, the registry and the Hugging Face cache offline."""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import randomize
+from SegAnyPETLib import checkpoints
+from SegAnyPETLib.checkpoints import load_model, read_checkpoint, save_checkpoint
+from SegAnyPETLib.cli import main
+from SegAnyPETLib.device import resolve_device
+from SegAnyPETLib.errors import SegAnyPETError
+from SegAnyPETLib.model import build_model
+from SegAnyPETLib.preprocessing import PreprocessConfig
+
+
+@pytest.fixture
+def tiny_state():
+    return randomize(build_model("tiny"), seed=11).state_dict()
+
+
+def same_weights(model, state) -> bool:
+    return all(torch.equal(model.state_dict()[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("wrap", ["plain", "model_state_dict", "ddp"])
+def test_official_wrappings_load(tmp_path, tiny_state, wrap):
+    if wrap == "plain":
+        payload = tiny_state
+    elif wrap == "model_state_dict":
+        payload = {"model_state_dict": tiny_state, "epoch": 3}
+    else:
+        payload = {f"module.{k}": v for k, v in tiny_state.items()}
+    path = tmp_path / "weights.pth"
+    torch.save(payload, path)
+    model = load_model(path, device="cpu")
+    assert model.config.name == "tiny"  # inferred from keys and shapes
+    assert same_weights(model, tiny_state)
+
+
+def test_our_checkpoints_store_architecture_and_preprocessing(tmp_path):
+    model = randomize(build_model("small"), seed=2)
+    save_checkpoint(tmp_path / "run.pt", model, preprocessing=PreprocessConfig(spacing=(2.0, 2.0, 2.0)), metadata={"note": "x"})
+    loaded = load_model(tmp_path / "run.pt", device="cpu")
+    assert loaded.config == model.config
+    assert loaded.preprocessing.spacing == (2.0, 2.0, 2.0)
+    assert loaded.metadata == {"note": "x"}
+    assert same_weights(loaded, model.state_dict())
+
+
+def test_corrupt_and_wrong_files_get_clear_errors(tmp_path, tiny_state):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"\x80\x02this is not a checkpoint")
+    with pytest.raises(SegAnyPETError, match="corrupt or not a PyTorch checkpoint"):
+        load_model(corrupt, device="cpu")
+    with pytest.raises(SegAnyPETError, match="nor an existing checkpoint file"):
+        load_model(tmp_path / "missing.pth", device="cpu")
+    broken = dict(tiny_state)
+    broken.pop("mask_decoder.iou_token.weight")
+    broken["extra.weight"] = torch.zeros(2)
+    torch.save(broken, tmp_path / "broken.pth")
+    with pytest.raises(SegAnyPETError, match=r"1 missing \(mask_decoder.iou_token.weight\); 1 unexpected \(extra.weight\)"):
+        load_model(tmp_path / "broken.pth", device="cpu")
+
+
+def test_pickled_objects_are_refused(tmp_path, tiny_state):
+    """weights_only=True: a file that would run arbitrary unpickling is not loaded."""
+    torch.save({"model_state_dict": tiny_state, "when": datetime.datetime(2025, 1, 1)}, tmp_path / "unsafe.pth")
+    with pytest.raises(SegAnyPETError, match="cannot read checkpoint"):
+        read_checkpoint(tmp_path / "unsafe.pth")
+
+
+def fill_hf_cache(cache: Path, repo_id: str, filename: str, source: Path) -> Path:
+    """The Hugging Face cache layout: models--owner--repo/{refs/main, snapshots/<commit>/file}."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo_dir = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    target = repo_dir / "snapshots" / commit / filename
+    target.parent.mkdir(parents=True)
+    shutil.copy(source, target)
+    return target
+
+
+def test_registry_and_hf_urls_load_from_a_prefilled_cache_offline(tmp_path, monkeypatch, tiny_state):
+    source = tmp_path / "seganypet_v1.pth"
+    torch.save({"model_state_dict": tiny_state}, source)
+    cache = tmp_path / "cache"
+    fill_hf_cache(cache, "YichiZhang98/SegAnyPET", "seganypet_v1.pth", source)
+    monkeypatch.setenv("SEGANYPET_CACHE_DIR", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert same_weights(load_model("seganypet-v1", device="cpu"), tiny_state)
+    assert same_weights(load_model("hf://YichiZhang98/SegAnyPET/seganypet_v1.pth", device="cpu"), tiny_state)
+    assert checkpoints.cached_path("seganypet-v1") is not None
+    assert checkpoints.cached_path("seganypet-v2") is None
+    assert checkpoints.resolve_source("auto") == "seganypet-v1"  # best model on this machine
+    with pytest.raises(SegAnyPETError, match="not in the download cache.*offline"):
+        load_model("seganypet-v2", device="cpu")
+
+
+def test_sha256_is_checked_when_known(tmp_path, monkeypatch, tiny_state):
+    source = tmp_path / "model.pth"
+    torch.save(tiny_state, source)
+    fill_hf_cache(tmp_path / "cache", "lab/models", "model.pth", source)
+    monkeypatch.setenv("SEGANYPET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    good = hashlib.sha256(source.read_bytes()).hexdigest()
+    monkeypatch.setitem(checkpoints.REGISTRY, "lab", checkpoints.RegistryEntry("lab", "test", "lab/models", "model.pth", good))
+    assert same_weights(load_model("lab", device="cpu"), tiny_state)
+    monkeypatch.setitem(checkpoints.REGISTRY, "lab", checkpoints.RegistryEntry("lab", "test", "lab/models", "model.pth", "0" * 64))
+    with pytest.raises(SegAnyPETError, match="fails its SHA-256 check"):
+        load_model("lab", device="cpu")
+
+
+def test_bundled_model_sidecar_hash_is_verified(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / checkpoints.BUNDLED_FILE, randomize(build_model("tiny")))
+    monkeypatch.setenv("SEGANYPET_MODELS_DIR", str(tmp_path))
+    (tmp_path / (checkpoints.BUNDLED_FILE + ".sha256")).write_text("f" * 64 + "  " + checkpoints.BUNDLED_FILE)
+    with pytest.raises(SegAnyPETError, match="SHA-256"):
+        load_model("demo", device="cpu")
+    digest = checkpoints.sha256sum(tmp_path / checkpoints.BUNDLED_FILE)
+    (tmp_path / (checkpoints.BUNDLED_FILE + ".sha256")).write_text(f"{digest}  {checkpoints.BUNDLED_FILE}\n")
+    assert load_model("demo", device="cpu").config.name == "tiny"
+
+
+def test_unknown_names_and_urls(tmp_path):
+    with pytest.raises(SegAnyPETError, match="unknown model 'seganypet-v9'"):
+        load_model("seganypet-v9", device="cpu")
+    with pytest.raises(SegAnyPETError, match="hf://owner/repo/file"):
+        load_model("hf://only-owner", device="cpu")
+
+
+def test_auto_device_is_cpu_here_and_bad_devices_are_refused():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(SegAnyPETError, match="unknown device"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(SegAnyPETError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_models_list_command(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGANYPET_CACHE_DIR", str(tmp_path))
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in checkpoints.REGISTRY:
+        assert name in out
+    assert "hf://YichiZhang98/SegAnyPET/seganypet_v1.pth" in out
+    assert str(tmp_path) in out
+
+
+def test_models_download_offline_reports_the_problem(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEGANYPET_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["models", "download", "sam-med3d-turbo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not in the download cache" in err[0]

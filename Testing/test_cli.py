@@ -1,0 +1,67 @@
+"""The command line: segment, bench, and one-line errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SegAnyPETLib.cli import main
+
+
+@pytest.fixture
+def pet_file(tmp_path, blob_image):
+    path = tmp_path / "pet.nii.gz"
+    sitk.WriteImage(blob_image, str(path))
+    return path
+
+
+def test_segment_writes_a_mask_on_the_input_grid(tmp_path, pet_file, tiny_checkpoint, capsys):
+    out = tmp_path / "mask.nii.gz"
+    args = ["segment", str(pet_file), "-o", str(out), "--model", str(tiny_checkpoint), "--device", "cpu",
+            "--point", "24,20,18", "--negative", "30,20,18"]
+    assert main(args) == 0
+    mask, image = sitk.ReadImage(str(out)), sitk.ReadImage(str(pet_file))
+    assert mask.GetSize() == image.GetSize() and mask.GetSpacing() == image.GetSpacing()
+    assert mask.GetOrigin() == image.GetOrigin() and mask.GetPixelID() == sitk.sitkUInt8
+    assert "voxels" in capsys.readouterr().out
+    # The same point in RAS millimetres gives the same mask.
+    lps = np.array(image.TransformIndexToPhysicalPoint((24, 20, 18)))
+    neg = np.array(image.TransformIndexToPhysicalPoint((30, 20, 18)))
+    ras = ["--point", ",".join(str(v) for v in lps * [-1, -1, 1]), "--negative", ",".join(str(v) for v in neg * [-1, -1, 1])]
+    out_ras = tmp_path / "mask_ras.nii.gz"
+    assert main(["segment", str(pet_file), "-o", str(out_ras), "--model", str(tiny_checkpoint), "--device", "cpu",
+                 "--space", "ras", *ras]) == 0
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out_ras))), sitk.GetArrayFromImage(mask))
+
+
+def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_file, tiny_checkpoint, capsys):
+    out = tmp_path / "mask.nii.gz"
+    out.write_text("precious")
+    base = ["segment", str(pet_file), "-o", str(out), "--model", str(tiny_checkpoint), "--device", "cpu"]
+    cases = [
+        (base + ["--point", "1,1,1"], "already exists"),
+        (["segment", str(tmp_path / "none.nii.gz"), "-o", str(tmp_path / "m.nii.gz"), "--point", "1,1,1"], "does not exist"),
+        (["segment", str(tmp_path), "-o", str(tmp_path / "m.nii.gz"), "--point", "1,1,1"], "is a folder"),
+        (["segment", str(pet_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(tiny_checkpoint)], "at least one positive"),
+        (["segment", str(pet_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(tiny_checkpoint), "--point", "99,1,1"],
+         "outside the volume"),
+    ]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert out.read_text() == "precious"
+    with pytest.raises(SystemExit):
+        main(["segment", str(pet_file), "-o", str(out), "--point", "1,2"])
+
+
+def test_bench_reports_embedding_click_and_memory(capsys):
+    assert main(["bench", "--model", "random:tiny", "--repeats", "1", "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    result = report["models"][0]
+    for key in ("embed_ms", "click_ms", "official_click_ms", "peak_rss_mb"):
+        assert result[key] > 0
+    assert report["statistics"]["seconds"] > 0 and report["statistics"]["segments"] == 15

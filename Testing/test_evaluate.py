@@ -1,0 +1,123 @@
+"""Evaluation: metrics, the click protocol, the baselines, the report and sharding."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SegAnyPETLib.baselines import GrowCutBaseline, ThresholdBaseline
+from SegAnyPETLib.cli import main
+from SegAnyPETLib.clicks import next_click
+from SegAnyPETLib.metrics import dice, normalized_surface_dice
+
+
+def ball(shape, centre, radius):
+    z, y, x = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    return (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= radius**2
+
+
+def hot_image(shape=(30, 40, 40), seed=0):
+    """Background SUV 1 with noise, a hot sphere (SUV 8) and a warm sphere (SUV 3)."""
+    rng = np.random.default_rng(seed)
+    values = 1.0 + 0.05 * rng.standard_normal(shape)
+    hot, warm = ball(shape, (15, 12, 12), 5), ball(shape, (15, 28, 28), 6)
+    values[hot], values[warm] = 8.0, 3.0
+    image = sitk.GetImageFromArray(values.astype(np.float32))
+    image.SetSpacing((3.0, 3.0, 3.0))
+    label = np.zeros(shape, np.uint8)
+    label[hot], label[warm] = 1, 2
+    return image, label
+
+
+def test_dice_and_nsd():
+    a = ball((20, 20, 20), (10, 10, 10), 5)
+    assert dice(a, a) == 1.0 and dice(a, ~a) == 0.0 and dice(np.zeros_like(a), np.zeros_like(a)) == 1.0
+    shifted = np.roll(a, 1, axis=2)
+    expected = 2 * (a & shifted).sum() / (a.sum() + shifted.sum())
+    assert dice(a, shifted) == pytest.approx(expected)
+    assert normalized_surface_dice(a, a, (1, 1, 1), 2.0) == 1.0
+    assert normalized_surface_dice(a, shifted, (2, 2, 2), 2.0) == 1.0  # one voxel = 2 mm, within tolerance
+    assert normalized_surface_dice(a, shifted, (2, 2, 2), 1.0) < 1.0
+    assert normalized_surface_dice(a, np.zeros_like(a), (1, 1, 1)) == 0.0
+
+
+def test_next_click_protocol():
+    rng = np.random.default_rng(0)
+    target = ball((10, 10, 10), (5, 5, 5), 3)
+    for _ in range(20):
+        index, positive = next_click(None, target, rng)
+        assert target[index] and positive
+    prediction = target.copy()
+    prediction[0:2, 0:2, 0:2] = True
+    index, positive = next_click(prediction, target, rng)
+    assert prediction[index] and not target[index] and not positive
+    with pytest.raises(ValueError, match="empty"):
+        next_click(None, np.zeros_like(target), rng)
+
+
+def test_threshold_baseline_finds_a_hot_lesion_and_negative_clicks_cut():
+    image, label = hot_image()
+    baseline = ThresholdBaseline()
+    baseline.set_image(image)
+    mask = baseline.click((15, 12, 12), True)
+    assert dice(mask, label == 1) > 0.9
+    baseline.new_object()
+    warm = baseline.click((15, 28, 28), True)
+    assert dice(warm, label == 2) > 0.8
+    cut = baseline.click((15, 28, 33), False)
+    assert cut.sum() < warm.sum() and cut[15, 28, 28]
+
+
+def test_growcut_baseline_segments_from_clicks():
+    image, label = hot_image()
+    baseline = GrowCutBaseline()
+    baseline.set_image(image)
+    mask = baseline.click((15, 12, 12), True)
+    assert dice(mask, label == 1) > 0.8
+
+
+def write_dataset(root, cases=2):
+    (root / "imagesTs").mkdir(parents=True)
+    (root / "labelsTs").mkdir()
+    for i in range(cases):
+        image, label = hot_image(seed=i)
+        sitk.WriteImage(image, str(root / "imagesTs" / f"case_{i:03d}_0000.nii.gz"))
+        label_image = sitk.GetImageFromArray(label)
+        label_image.CopyInformation(image)
+        sitk.WriteImage(label_image, str(root / "labelsTs" / f"case_{i:03d}.nii.gz"))
+    (root / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "PET"}, "labels": {"background": 0, "lesion": 1, "spleen": 2},
+        "numTraining": 0, "file_ending": ".nii.gz"}))
+
+
+def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_checkpoint, capsys):
+    data = tmp_path / "data"
+    write_dataset(data)
+    common = ["evaluate", "--model", str(tiny_checkpoint), "--data", str(data), "--clicks", "1,3", "--device", "cpu",
+              "--baseline", "threshold", "--baseline", "growcut"]
+    assert main([*common, "--out", str(tmp_path / "full")]) == 0
+    with open(tmp_path / "full" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["method", "case", "target", "clicks", "dice", "nsd"]
+    assert len(rows) == 3 * 2 * 2 * 2  # methods x cases x targets x click counts
+    assert {r["method"] for r in rows} == {str(tiny_checkpoint), "threshold", "growcut"}
+    threshold_lesion = [float(r["dice"]) for r in rows if r["method"] == "threshold" and r["target"] == "lesion"]
+    assert min(threshold_lesion) > 0.8
+    summary = (tmp_path / "full" / "summary.md").read_text()
+    assert "seen organs" in summary and "other targets" in summary and "| lesion |" in summary
+    assert (tmp_path / "full" / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    # Two shards give the same rows once merged.
+    for shard in ("0/2", "1/2"):
+        assert main([*common, "--out", str(tmp_path / "sharded"), "--shard", shard]) == 0
+    with open(tmp_path / "sharded" / "results.csv", newline="") as handle:
+        merged = list(csv.DictReader(handle))
+    key = lambda r: (r["method"], r["case"], r["target"], r["clicks"])  # noqa: E731
+    assert sorted(merged, key=key) == sorted(rows, key=key)
+    # Existing results are not overwritten without --overwrite.
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "full")]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "bad"), "--targets", "pancreas"]) == 2

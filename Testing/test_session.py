@@ -1,0 +1,149 @@
+"""The interactive session: cached embeddings, coordinates, undo, paste-back, large organs, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import constant_model
+from SegAnyPETLib.errors import SegAnyPETError
+from SegAnyPETLib.preprocessing import PreprocessConfig
+from SegAnyPETLib.session import InteractiveSession
+
+
+def count_encoder_runs(model) -> list:
+    calls = []
+    model.image_encoder.patch_embed.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
+    calls = count_encoder_runs(tiny_model)
+    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session.set_image(blob_image)
+    first = session.add_click((24, 20, 18))
+    assert first.shape == (36, 40, 48) and first.dtype == np.uint8
+    session.add_click((20, 22, 16), positive=False)
+    session.add_click((26, 19, 20))
+    assert len(calls) == 1 and session.num_crops == 1
+    assert session.timing["encoder_ms"] == 0.0 and session.timing["click_ms"] > 0
+    session.new_object()
+    session.add_click((24, 20, 18))  # the next object near the first reuses the cached crop
+    assert len(calls) == 1
+
+
+def test_point_spaces_agree(tiny_model, blob_image):
+    session = InteractiveSession(tiny_model, device="cpu")
+    session.set_image(blob_image)
+    ijk = (30, 12, 20)
+    lps = np.array(blob_image.TransformIndexToPhysicalPoint(ijk))
+    by_index = session.add_click(ijk)
+    session.new_object()
+    by_lps = session.add_click(lps, space="lps")
+    session.new_object()
+    by_ras = session.add_click(lps * [-1, -1, 1], space="ras")
+    assert np.array_equal(by_index, by_lps) and np.array_equal(by_index, by_ras)
+
+
+def test_orientation_and_input_form_do_not_change_the_result(tiny_model, blob_image):
+    session = InteractiveSession(tiny_model, device="cpu")
+    session.set_image(blob_image)
+    reference = session.add_click((24, 20, 18))
+    # The same voxels stored right-to-left along x (direction -1, origin at the other end).
+    array = sitk.GetArrayFromImage(blob_image)[:, :, ::-1].copy()
+    flipped = sitk.GetImageFromArray(array)
+    flipped.SetSpacing(blob_image.GetSpacing())
+    flipped.SetOrigin(blob_image.TransformIndexToPhysicalPoint((47, 0, 0)))
+    flipped.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    session.set_image(flipped)
+    mask = session.add_click((47 - 24, 20, 18))
+    assert np.array_equal(mask[:, :, ::-1], reference)
+    # numpy (z, y, x) plus geometry is the same as the SimpleITK image.
+    session.set_image(sitk.GetArrayFromImage(blob_image), spacing=blob_image.GetSpacing(),
+                      origin=blob_image.GetOrigin(), direction=blob_image.GetDirection())
+    assert np.array_equal(session.add_click((24, 20, 18)), reference)
+
+
+def test_undo_reset_and_replaying_points(tiny_model, blob_image):
+    session = InteractiveSession(tiny_model, device="cpu")
+    session.set_image(blob_image)
+    one = session.add_click((24, 20, 18))
+    two = session.add_click((30, 20, 18), positive=False)
+    three = session.add_click((20, 18, 14))
+    assert np.array_equal(session.undo(), two) and len(session.points) == 2
+    assert np.array_equal(session.undo(), one)
+    assert np.array_equal(session.add_click((30, 20, 18), positive=False), two)
+    replayed = session.set_points([(24, 20, 18), (30, 20, 18), (20, 18, 14)], [1, 0, 1])
+    assert np.array_equal(replayed, three)
+    assert not session.reset().any() and session.points == []
+    assert np.array_equal(session.undo(), three)
+
+
+def test_paste_back_matches_the_crop_geometry(blob_image):
+    """A network that segments everything returns exactly the input voxels inside its crop."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
+    session = InteractiveSession(model, device="cpu", extend=False)
+    session.set_image(blob_image)
+    mask = session.add_click((24, 20, 18))
+    grid = session.crops[0]
+    z, y, x = np.nonzero(np.ones(mask.shape))
+    physical = np.array([blob_image.TransformIndexToPhysicalPoint((int(a), int(b), int(c))) for a, b, c in zip(x, y, z)])
+    inside = np.all(np.abs(np.rint(grid.to_index(physical)) - (grid.size - 1) / 2) <= (grid.size - 1) / 2, axis=1)
+    assert mask.sum() == inside.sum()
+    assert np.array_equal(mask[z, y, x].astype(bool), inside)
+
+
+def test_masks_that_reach_the_crop_border_add_crops(blob_image):
+    """Large organs: the session extends past crop faces that lie inside the image."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)  # 96 mm crop
+    single = InteractiveSession(model, device="cpu", extend=False)
+    single.set_image(blob_image)
+    cut = single.add_click((24, 20, 18))
+    session = InteractiveSession(model, device="cpu", max_crops=4)
+    session.set_image(blob_image)
+    mask = session.add_click((24, 20, 18))
+    assert session.num_crops > 1
+    assert mask.sum() > cut.sum() and np.all(mask >= cut)
+    session.undo()
+    assert session.num_crops == 0 and not session.mask.any()
+
+
+def test_negative_click_far_from_the_object_changes_nothing(tiny_model, blob_image):
+    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session.set_image(blob_image)
+    assert not session.add_click((2, 2, 2), positive=False).any()
+    assert session.num_crops == 0
+
+
+def test_bad_clicks_and_images_are_refused(tiny_model, blob_image):
+    session = InteractiveSession(tiny_model, device="cpu")
+    with pytest.raises(SegAnyPETError, match="no image"):
+        session.add_click((1, 1, 1))
+    session.set_image(blob_image)
+    with pytest.raises(SegAnyPETError, match="outside the volume"):
+        session.add_click((48, 0, 0))
+    with pytest.raises(SegAnyPETError, match="outside the volume"):
+        session.add_click((0.0, 0.0, 1000.0), space="lps")
+    with pytest.raises(SegAnyPETError, match="unknown point space"):
+        session.add_click((1, 1, 1), space="xyz")
+    with pytest.raises(SegAnyPETError, match="three finite coordinates"):
+        session.add_click((1, np.nan, 1))
+    array = sitk.GetArrayFromImage(blob_image)
+    cases = {
+        "NaN": np.where(array > 5, np.nan, array),
+        "constant": np.full_like(array, 2.0),
+        "no positive": -np.abs(array),
+        "looks like CT": array * 400 - 1000,
+        "looks like a label map": (array > 3).astype(np.float32) * 3,
+    }
+    for message, values in cases.items():
+        with pytest.raises(SegAnyPETError, match=message):
+            session.set_image(values, spacing=(4, 4, 3))
+    with pytest.raises(SegAnyPETError, match="4D"):
+        session.set_image(sitk.JoinSeries([blob_image, blob_image]))
+    with pytest.raises(SegAnyPETError, match="3D"):
+        session.set_image(np.ones((4, 4)))
+    assert session.image is not None  # the last good image is kept after a refused one

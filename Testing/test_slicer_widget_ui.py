@@ -1,0 +1,134 @@
+"""The Slicer module without Slicer: its .ui file holds every widget the code uses, the module
+compiles, its shortcuts and slots exist, and the extension's CMake files and icons are complete."""
+from __future__ import annotations
+
+import ast
+import py_compile
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE = REPO / "SegAnyPET" / "SegAnyPET.py"
+UI_FILE = REPO / "SegAnyPET" / "Resources" / "UI" / "SegAnyPET.ui"
+
+
+@pytest.fixture(scope="module")
+def ui():
+    return ElementTree.parse(UI_FILE).getroot()
+
+
+@pytest.fixture(scope="module")
+def source():
+    return MODULE.read_text()
+
+
+@pytest.fixture(scope="module")
+def tree(source):
+    return ast.parse(source)
+
+
+def widget_names(ui) -> dict:
+    return {widget.get("name"): widget.get("class") for widget in ui.iter("widget")}
+
+
+def module_constant(tree, name):
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not defined in {MODULE.name}")
+
+
+def widget_class(tree) -> ast.ClassDef:
+    return next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SegAnyPETWidget")
+
+
+def test_every_widget_the_code_uses_is_in_the_ui_file(ui, source):
+    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    names = widget_names(ui)
+    assert used, "the widget code uses no self.ui.<name>"
+    assert sorted(used - set(names)) == []
+    # and the widgets with a role in the code are of the expected kind
+    assert names["inputVolumeSelector"] == "qMRMLNodeComboBox"
+    assert names["segmentSelector"] == "qMRMLSegmentSelectorWidget"
+    assert names["positivePlaceWidget"] == names["negativePlaceWidget"] == "qSlicerMarkupsPlaceWidget"
+    assert names["statisticsTableView"] == "qMRMLTableView"
+    assert names["progressBar"] == "QProgressBar"
+
+
+def test_the_ui_file_is_a_complete_designer_file(ui):
+    assert ui.tag == "ui" and ui.find("class").text == "SegAnyPET"
+    root = ui.find("widget")
+    assert root.get("class") == "qMRMLWidget" and root.get("name") == "SegAnyPET"
+    names = widget_names(ui)
+    assert len(names) == len(list(ui.iter("widget"))), "widget names must be unique"
+    declared = {custom.find("class").text: custom for custom in ui.iter("customwidget")}
+    for name, cls in names.items():
+        if not cls.startswith("Q"):
+            assert cls in declared, f"{name}: custom class {cls} has no <customwidget> entry"
+            assert declared[cls].find("header").text == f"{cls}.h"
+    # every MRML-aware widget gets the scene through a connection
+    receivers = {c.find("receiver").text for c in ui.iter("connection") if c.find("slot").text == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {n for n, c in names.items() if c in ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qSlicerMarkupsPlaceWidget", "qMRMLTableView")}
+    assert mrml and mrml <= receivers
+    assert receivers <= set(names)
+
+
+def test_the_module_compiles_without_qt(tmp_path):
+    py_compile.compile(str(MODULE), cfile=str(tmp_path / "module.pyc"), doraise=True)
+    import sys
+
+    assert "qt" not in sys.modules
+
+
+def test_shortcuts_and_connected_slots_exist(tree, source):
+    methods = {node.name for node in widget_class(tree).body if isinstance(node, ast.FunctionDef)}
+    shortcuts = module_constant(tree, "SHORTCUTS")
+    assert {key for key, _ in shortcuts} >= {"P", "N", "Ctrl+Z", "Ctrl+Backspace", "Return"}
+    assert {method for _, method in shortcuts} <= methods
+    widget_source = ast.get_source_segment(source, widget_class(tree))
+    connected = set(re.findall(r'connect\("[^"]+", self\.(\w+)\)', widget_source))
+    assert connected and connected <= methods
+
+
+def test_python_requirements_match_the_package(tree):
+    import tomllib
+
+    requirements = module_constant(tree, "PYTHON_REQUIREMENTS")
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    needed = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower(): d for d in declared}
+    needed.pop("torch")  # from the PyTorch extension
+    needed.pop("numpy")  # part of Slicer
+    assert sorted(r.lower() for r in requirements.values()) == sorted(d.lower() for d in needed.values())
+    torch_requirement = next(d for d in declared if d.startswith("torch"))
+    assert torch_requirement == "torch" + module_constant(tree, "TORCH_REQUIREMENT")
+
+
+def test_model_choices_are_registry_models(tree):
+    from SegAnyPETLib.checkpoints import REGISTRY
+
+    choices = [name for name, _ in module_constant(tree, "MODEL_CHOICES")]
+    assert choices == list(REGISTRY)
+
+
+def test_extension_cmake_files_and_icons():
+    top = (REPO / "CMakeLists.txt").read_text()
+    for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                     "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        assert re.search(rf'set\({variable} "[^"]+"\)', top), variable
+    assert 'set(EXTENSION_CATEGORY "Segmentation")' in top and 'set(EXTENSION_DEPENDS "PyTorch")' in top
+    assert "add_subdirectory(SegAnyPET)" in top
+    module = (REPO / "SegAnyPET" / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule(" in module and "WITH_GENERIC_TESTS" in module
+    assert "SegAnyPETLib/*.py" in module and "Resources/Models/seganypet_demo_tiny.pt" in module
+    resources = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", module, re.S).group(1).split()
+    for resource in resources:
+        assert (REPO / "SegAnyPET" / resource.replace("${MODULE_NAME}", "SegAnyPET")).is_file(), resource
+
+    from PIL import Image
+
+    for icon in (REPO / "SegAnyPET.png", REPO / "SegAnyPET" / "Resources" / "Icons" / "SegAnyPET.png"):
+        with Image.open(icon) as image:
+            assert image.format == "PNG" and image.size == (128, 128)

@@ -1,0 +1,123 @@
+"""The trainer: SAM-Med3D recipe, CPCL terms, exact resume, DDP on two CPU processes."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from SegAnyPETLib.checkpoints import load_model
+from SegAnyPETLib.cli import main
+from SegAnyPETLib.clicks import next_clicks_batch
+from SegAnyPETLib.model import build_model
+from SegAnyPETLib.training.losses import consistency_loss, dice_ce_loss, predictive_entropy, rampup_weight, rectify_labels
+from SegAnyPETLib.training.step import InteractiveTrainingStep, mask_only_iterations
+
+QUICK = ["--arch", "tiny", "--batch-size", "1", "--accumulation", "2", "--hq-cases", "2", "--num-workers", "0",
+         "--set", "click_iterations=3", "--set", "lq_click_iterations=2", "--set", "rampup_steps=10",
+         "--set", "min_target_voxels=20", "--quiet-progress"]
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_training_writes_checkpoints_and_metrics_and_resumes_exactly(phantom_dataset, tmp_path):
+    data = ["--data", str(phantom_dataset)]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", *data, *QUICK, "--out", str(straight), "--max-steps", "3", "--set", "checkpoint_every=1"]) == 0
+    assert main(["train", *data, *QUICK, "--out", str(resumed), "--max-steps", "1", "--set", "checkpoint_every=1"]) == 0
+    assert main(["train", *data, *QUICK, "--out", str(resumed), "--max-steps", "3", "--resume"]) == 0
+    for name in ("last.pt", "best.pt", "metrics.csv", "config.yaml"):
+        assert (straight / name).exists()
+    rows = read_csv(straight / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for column in ("loss", "loss_hq", "loss_cps", "loss_lq", "lambda", "lr"):
+        assert all(float(r[column]) >= 0 for r in rows)
+    assert float(rows[-1]["loss_cps"]) > 0 and float(rows[-1]["loss_lq"]) > 0  # CPCL terms are active
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(resumed / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3
+    assert all(torch.equal(a["model_state_dict"][k], b["model_state_dict"][k]) for k in a["model_state_dict"])
+    assert [r["loss"] for r in read_csv(resumed / "metrics.csv")] == [r["loss"] for r in rows]
+    model = load_model(straight / "last.pt", device="cpu")  # a training state is also a model
+    assert model.config.name == "tiny" and model.metadata["trained_steps"] == 3
+    assert model.preprocessing.crop_size == 64
+
+
+def test_run_folders_are_protected(phantom_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(run), "--max-steps", "1"]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "x"), "--targets", "pancreas"]) == 2
+    assert "pancreas" in capsys.readouterr().err
+
+
+def test_two_process_ddp_on_cpu(phantom_dataset, tmp_path):
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29613",
+               "-m", "SegAnyPETLib.train", "--data", str(phantom_dataset), *QUICK, "--out", str(run), "--max-steps", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 ranks finished with identical weights" in result.stderr + result.stdout
+    assert [int(r["step"]) for r in read_csv(run / "metrics.csv")] == [1, 2]
+
+
+def test_strategies_switch_the_cpcl_terms():
+    torch.manual_seed(0)
+    model = build_model("tiny").train()
+    images = torch.randn(2, 1, 64, 64, 64)
+    targets = torch.zeros(2, 1, 64, 64, 64)
+    targets[:, :, 20:40, 20:40, 20:40] = 1
+    batch = {"image": images, "target": targets}
+    results = {}
+    for strategy in ("finetune", "consistency", "cpcl"):
+        step = InteractiveTrainingStep(model, strategy, click_iterations=2, lq_click_iterations=2, n_prompts=2,
+                                       uncertainty_threshold=-1.0)  # every voxel "uncertain": cpcl flips all labels
+        results[strategy] = step(batch, batch if strategy != "finetune" else None, lam=1.0, seed=(0, 0, 0, 0))
+    assert results["finetune"]["loss_cps"] == 0 and results["finetune"]["loss_lq"] == 0
+    assert results["consistency"]["loss_cps"] > 0
+    assert torch.isclose(results["consistency"]["loss_hq"], results["cpcl"]["loss_hq"])
+    assert not torch.isclose(results["consistency"]["loss_lq"], results["cpcl"]["loss_lq"])  # rectified labels
+
+
+def test_loss_terms():
+    p = torch.full((1, 1, 4, 4, 4), 0.7)
+    assert consistency_loss([p, p.clone()]) == 0
+    assert consistency_loss([p, 1 - p]) > 0
+    assert torch.isclose(predictive_entropy(torch.tensor(0.5)), torch.log(torch.tensor(2.0)))
+    noisy = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    uncertainty = torch.tensor([0.1, 0.1, 0.69, 0.69])
+    assert rectify_labels(noisy, uncertainty, 0.6).tolist() == [0.0, 1.0, 1.0, 0.0]
+    target = torch.zeros(1, 1, 8, 8, 8)
+    target[..., 2:6, 2:6, 2:6] = 1
+    assert dice_ce_loss(40 * (2 * target - 1), target) < 0.01 < dice_ce_loss(torch.zeros_like(target), target)
+    assert rampup_weight(0, 100, 0.1) == pytest.approx(0.1 * torch.exp(torch.tensor(-5.0)).item())
+    assert rampup_weight(100, 100, 0.1) == pytest.approx(0.1)
+    assert rampup_weight(50, 100, 0.1, "exp") < rampup_weight(50, 100, 0.1, "gaussian")
+
+
+def test_simulated_clicks_follow_the_protocol():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.zeros(3, 10, 10, 10, dtype=torch.bool)
+    target[:, 2:5, 2:5, 2:5] = True
+    coords, labels = next_clicks_batch(None, target, generator)
+    for b in range(3):
+        x, y, z = coords[b, 0].long().tolist()
+        assert target[b, x, y, z] and labels[b, 0] == 1
+    prediction = target.clone()
+    prediction[:, 7:9, 7:9, 7:9] = True  # false positives only
+    coords, labels = next_clicks_batch(prediction, target, generator)
+    for b in range(3):
+        x, y, z = coords[b, 0].long().tolist()
+        assert prediction[b, x, y, z] and not target[b, x, y, z] and labels[b, 0] == 0
+    chosen = mask_only_iterations(11, generator)
+    assert 10 in chosen and len(chosen) == 2 and all(i == 10 or 2 <= i <= 8 for i in chosen)
