@@ -290,7 +290,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.resetButton.connect("clicked(bool)", self.onReset)
         self.ui.finishButton.connect("clicked(bool)", self.onFinish)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.computeStatisticsButton.connect("clicked(bool)", self.onComputeStatistics)
+        self.ui.computeStatisticsButton.connect("clicked()", self.onComputeStatistics)
         self.ui.exportStatisticsButton.connect("clicked(bool)", self.onExportStatistics)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -383,9 +383,6 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.suvSourceLabel.text = _("The volume holds SUVs (PET DICOM import, real-world value mapping).")
         else:
             self.ui.suvSourceLabel.text = _("SUV = voxel value x factor. Keep 1 if the volume already holds SUVs; for Bq/mL enter the factor of \"seganypet suv\".")
-        segmentation = self.ui.segmentSelector.currentNode()
-        if volume is not None and segmentation is not None and not segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()):
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         self.updateGui()
 
     def onModelChanged(self, *args):
@@ -439,9 +436,6 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         segmentation = self.ui.segmentSelector.currentNode()
         segmentId = self.ui.segmentSelector.currentSegmentID() if segmentation is not None else None
-        volume = self.ui.inputVolumeSelector.currentNode()
-        if segmentation is not None and volume is not None and not segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()):
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
         with slicer.util.tryWithErrorDisplay(_("Cannot use this segment."), show=True):
             self.logic.setTargetSegment(segmentation, segmentId or None)
         self.updateGui()
@@ -639,10 +633,11 @@ class SegAnyPETTest(ScriptedLoadableModuleTest):
         self.test_ClicksOnPhantom()
 
     def test_ClicksOnPhantom(self):
+        self.assertTrue(ensureDependencies(), "SegAnyPET's Python packages are missing")
         import numpy as np
         import SimpleITK as sitk
+        from scipy import ndimage
 
-        self.assertTrue(ensureDependencies(), "SegAnyPET's Python packages are missing")
         from SegAnyPETLib.metrics import dice
         from SegAnyPETLib.phantom.generate import generate_case
 
@@ -666,8 +661,6 @@ class SegAnyPETTest(ScriptedLoadableModuleTest):
             segmentIds[organ] = slicer_logic.addSegment(segmentation, organ)
             logic.setTargetSegment(segmentation, segmentIds[organ])
             truth = label == LABELS[organ]
-            from scipy import ndimage
-
             depth = ndimage.distance_transform_edt(truth)
             k, j, i = np.unravel_index(int(np.argmax(depth)), truth.shape)
             positive.AddControlPointWorld(*ijkToRas.MultiplyPoint([i, j, k, 1.0])[:3])

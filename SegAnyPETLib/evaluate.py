@@ -44,7 +44,9 @@ class ModelSegmenter:
     def __init__(self, model, device: str = "auto", name: Optional[str] = None) -> None:
         from .session import InteractiveSession
 
-        self.session = InteractiveSession(model, device=device)
+        # Every target gets its own crop around its first click (the official protocol), so a
+        # target's result does not depend on the targets evaluated before it.
+        self.session = InteractiveSession(model, device=device, reuse_crops=False)
         self.name = name or str(getattr(model, "source", None) or "model")
 
     def set_image(self, image: sitk.Image) -> None:

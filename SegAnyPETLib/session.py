@@ -83,6 +83,9 @@ class InteractiveSession:
         device: ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``...
         max_crops: most crops per object, including those added for large organs.
         extend: add crops when the mask reaches a crop face inside the image.
+        reuse_crops: let a new object's first click use an already encoded crop that holds it well
+            inside (fast for users); ``False`` always centres the first crop on the first click, as
+            the official protocol does (evaluation: every target independent of the others).
         precision: encoder precision on GPU: ``"auto"`` (float16/bfloat16 autocast) or ``"fp32"``.
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
@@ -93,6 +96,7 @@ class InteractiveSession:
         device: str = "auto",
         max_crops: int = 6,
         extend: bool = True,
+        reuse_crops: bool = True,
         precision: str = "auto",
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
@@ -101,6 +105,7 @@ class InteractiveSession:
         self.preprocessing: PreprocessConfig = model.preprocessing
         self.max_crops = max_crops
         self.extend = extend
+        self.reuse_crops = reuse_crops
         self.precision = precision
         self.progress = progress
         self.timing: Dict[str, float] = {}
@@ -279,10 +284,11 @@ class InteractiveSession:
 
     def _grid_for(self, lps: np.ndarray) -> CropGrid:
         """A cached crop holding the point well inside it, or a new crop around it."""
-        margin = self.preprocessing.crop_size / 8
-        for grid in self._embeddings:
-            if grid.contains(lps, margin=margin):
-                return grid
+        if self.reuse_crops:
+            margin = self.preprocessing.crop_size / 8
+            for grid in self._embeddings:
+                if grid.contains(lps, margin=margin):
+                    return grid
         return CropGrid.around(lps, self.preprocessing, self.image)
 
     def _new_crop(self, grid: CropGrid, seeds: Sequence[Point] = ()) -> _Crop:

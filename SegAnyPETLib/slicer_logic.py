@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import slicer
@@ -73,9 +73,9 @@ def addSegment(segmentationNode, name: str) -> str:
     name = name.strip()
     if not name:
         raise SegAnyPETError("a new segment needs a name")
-    known = name if name in LABELS else name.replace(" ", "_")
-    title = display_name(known) if known in LABELS else name
-    color = [c / 255.0 for c in color_of(known)]
+    key = name.replace(" ", "_")
+    title = display_name(key) if key in LABELS else name
+    color = [c / 255.0 for c in color_of(key)]
     return segmentationNode.GetSegmentation().AddEmptySegment("", title, color)
 
 
@@ -110,15 +110,11 @@ def addVolumeFromImage(image, name: str = "PET"):
     return slicer.util.addVolumeFromArray(sitk.GetArrayFromImage(image), ijkToRAS=ijk_to_ras, name=name)
 
 
-def _matrix_to_array(matrix) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
 def volumeIjkToRas(volumeNode) -> np.ndarray:
     """The volume's IJK-to-RAS matrix as a 4 x 4 array (voxel (i, j, k) centre -> RAS mm)."""
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
-    return _matrix_to_array(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
 
 
 def _labelmap(mask: np.ndarray, ijkToRas: np.ndarray):
@@ -148,6 +144,8 @@ class SegAnyPETLogic:
             a loaded :class:`~SegAnyPETLib.model.Sam3D`. Loaded on first use.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         maxCrops: most crops per object (large organs grow across crops).
+        reuseCrops: let a new segment's first click reuse an encoded crop that holds it (see
+            :class:`~SegAnyPETLib.session.InteractiveSession`); batch evaluation turns it off.
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in
@@ -159,10 +157,11 @@ class SegAnyPETLogic:
             that caused it is removed again. Without it the error is logged; see ``lastError``.
     """
 
-    def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6) -> None:
+    def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, reuseCrops: bool = True) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
+        self.reuseCrops = reuseCrops
         self.runner: Optional[Runner] = None
         self.progressCallback: Optional[Callable[[float, str], None]] = None
         self.updateCallback: Optional[Callable[[Dict[str, float]], None]] = None
@@ -513,7 +512,7 @@ class SegAnyPETLogic:
         matrix = vtk.vtkMatrix4x4()
         if not slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(None, self._volumeNode.GetParentTransformNode(), matrix):
             raise SegAnyPETError(f"volume {self._volumeNode.GetName()} is under a non-linear transform; harden it first")
-        return _matrix_to_array(matrix)
+        return slicer.util.arrayFromVTKMatrix(matrix)
 
     def _toLps(self, worldRas: Sequence[float]) -> np.ndarray:
         local = self._worldToVolume() @ np.append(np.asarray(worldRas, dtype=float), 1.0)
@@ -589,7 +588,8 @@ class SegAnyPETLogic:
             if self._session is None:
                 from .session import InteractiveSession
 
-                self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops, progress=self._progress)
+                self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
+                                                   reuse_crops=self.reuseCrops, progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
                 self._imageStale = False
@@ -604,6 +604,11 @@ class SegAnyPETLogic:
     def _done(self, mask: Optional[np.ndarray], error: Optional[BaseException], started: float) -> None:
         """Main thread: write the result, or undo the points that caused the error."""
         self._busy = False
+        if error is None:
+            try:
+                self._commit(mask, self._sessionPrompts(), started=started)
+            except Exception as writeError:  # e.g. the segmentation was removed meanwhile
+                error = writeError
         if error is not None:
             self.lastError = error
             self._setPoints(self._committed)
@@ -613,8 +618,6 @@ class SegAnyPETLogic:
                 logger.error("SegAnyPET: %s", error)
             else:
                 logger.error("SegAnyPET prediction failed", exc_info=(type(error), error, error.__traceback__))
-        else:
-            self._commit(mask, self._sessionPrompts(), started=started)
         if self._pending:
             self._pending = False
             self.update()
@@ -657,13 +660,13 @@ class SegAnyPETLogic:
         """Slicer's segment editor logic on a private parameter node mirroring the user's settings."""
         scene = slicer.mrmlScene
         if self._editorNode is None or self._editorNode.GetScene() is not scene:
+            if not hasattr(slicer, "vtkSlicerSegmentEditorLogic"):
+                raise SegAnyPETError("SegAnyPET needs Slicer 5.10 or later (vtkSlicerSegmentEditorLogic is missing)")
             node = slicer.vtkMRMLSegmentEditorNode()
             node.SetName("SegAnyPET segment editor")
             node.SetSaveWithScene(False)
             node.SetHideFromEditors(True)
             self._editorNode = scene.AddNode(node)
-            if not hasattr(slicer, "vtkSlicerSegmentEditorLogic"):
-                raise SegAnyPETError("SegAnyPET needs Slicer 5.10 or later (vtkSlicerSegmentEditorLogic is missing)")
             self._editorLogic = slicer.vtkSlicerSegmentEditorLogic()
             self._editorLogic.SetMRMLScene(scene)
             appLogic = slicer.modules.segmentations.logic().GetMRMLApplicationLogic()
@@ -712,7 +715,13 @@ class MRMLSegmenter:
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6) -> None:
-        self.logic = SegAnyPETLogic(model, device, maxCrops)
+        self.logic = SegAnyPETLogic(model, device, maxCrops, reuseCrops=False)  # as seganypet evaluate
+        # The protocol measures each target alone: other segments are never modified and no
+        # masking applies, whatever the Segment Editor's settings in the scene are.
+        settings = slicer.vtkMRMLSegmentEditorNode()
+        settings.SetOverwriteMode(settings.OverwriteNone)
+        settings.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere)
+        self.logic.setSegmentEditorNode(settings)
         self.name = name or f"{self.logic.modelName} (Slicer)"
         self._nodes: List[Any] = []
         self.volumeNode = self.segmentationNode = None

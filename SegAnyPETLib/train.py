@@ -69,6 +69,9 @@ def _load_cases(config, preprocessing, rank: int):
         if unknown:
             raise SegAnyPETError(f"target(s) {', '.join(unknown)} not in {config.data} ({', '.join(targets)})")
         targets = {t: targets[t] for t in config.targets}
+    unknown = [t for t in config.target_weights if t not in targets]
+    if unknown:
+        raise SegAnyPETError(f"target_weights names {', '.join(unknown)}, which are not trained targets")
     cases = list(dataset.cases)
     if config.val_cases >= len(cases):
         raise SegAnyPETError(f"val_cases={config.val_cases} leaves no training case ({len(cases)} cases)")
@@ -98,6 +101,7 @@ def _loader(cases, preprocessing, config, rank: int, start: int, stream: int):
     dataset = CropSampleDataset(
         cases, preprocessing, seed=config.seed * 1000 + stream, rank=rank, augment=config.augment,
         scale_range=config.scale_range, min_target_voxels=config.min_target_voxels,
+        target_weights=config.target_weights,
     )
     return iter(DataLoader(
         dataset, batch_size=config.batch_size, sampler=SequentialSampler(start), collate_fn=collate,
@@ -112,6 +116,17 @@ def _optimizer(model, config):
         [{"params": encoder, "lr": config.lr}, {"params": others, "lr": config.lr * config.decoder_lr_scale}],
         lr=config.lr, weight_decay=config.weight_decay,
     )
+
+
+class WarmupMultiStep:
+    """MultiStepLR (x gamma at each milestone) after a linear warm-up over ``warmup`` steps."""
+
+    def __init__(self, milestones: Sequence[int], gamma: float, warmup: int = 0) -> None:
+        self.milestones, self.gamma, self.warmup = list(milestones), gamma, warmup
+
+    def __call__(self, step: int) -> float:
+        warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        return warm * self.gamma ** sum(step >= m for m in self.milestones)
 
 
 def _schedule(config, n_training_cases: int, world: int) -> Tuple[int, int, List[int]]:
@@ -175,7 +190,7 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
         config.n_prompts, config.beta, config.uncertainty_threshold,
     )
     optimizer = _optimizer(model, config)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=config.gamma)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupMultiStep(milestones, config.gamma, config.warmup_steps))
     amp_dtype = None
     if device.type == "cuda" and config.amp != "off":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -267,6 +282,7 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
                 model.train()
             if rank == 0 and (done % checkpoint_every == 0 or done == total):
                 save_state(done)
+                plot_curves(run)
     except KeyboardInterrupt:
         if rank == 0:
             logger.warning("interrupted: RUN/last.pt holds the last completed checkpoint; continue with --resume")
@@ -289,6 +305,41 @@ def _check_ranks_in_sync(model, device, world: int) -> None:
     if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
         raise RuntimeError(f"model replicas diverged across ranks (parameter sums {values})")
     logger.info("%d ranks finished with identical weights", world)
+
+
+def plot_curves(run: Path) -> Path:
+    """``RUN/curves.png``: the losses, lambda and the validation Dice over the steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from .io import atomic_path
+
+    with open(run / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [int(r["step"]) for r in rows]
+    figure = Figure(figsize=(9, 3.2), dpi=100)
+    losses, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    for column in ("loss", "loss_hq", "loss_cps", "loss_lq"):
+        losses.plot(steps, [float(r[column]) for r in rows], label=column, lw=0.8)
+    losses.set_xlabel("step")
+    losses.set_yscale("symlog", linthresh=1e-3)
+    losses.legend(fontsize=7)
+    right.plot(steps, [float(r["lambda"]) for r in rows], color="grey", lw=0.8, label="lambda")
+    right.set_xlabel("step")
+    if (run / "validation.csv").exists():
+        with open(run / "validation.csv", newline="") as handle:
+            validation = list(csv.DictReader(handle))
+        dice = right.twinx()
+        dice.plot([int(r["step"]) for r in validation], [float(r["dice_1_click"]) for r in validation], "o-", color="C3")
+        dice.set_ylabel("validation Dice, 1 click", color="C3")
+        dice.set_ylim(0, 1)
+    right.legend(fontsize=7, loc="upper left")
+    figure.tight_layout()
+    with atomic_path(run / "curves.png", overwrite=True) as tmp:
+        figure.savefig(tmp, format="png")
+    return run / "curves.png"
 
 
 def _metadata(config, step: int) -> Dict[str, Any]:

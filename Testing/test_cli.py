@@ -29,7 +29,8 @@ def test_segment_writes_a_mask_on_the_input_grid(tmp_path, pet_file, tiny_checkp
     # The same point in RAS millimetres gives the same mask.
     lps = np.array(image.TransformIndexToPhysicalPoint((24, 20, 18)))
     neg = np.array(image.TransformIndexToPhysicalPoint((30, 20, 18)))
-    ras = ["--point", ",".join(str(v) for v in lps * [-1, -1, 1]), "--negative", ",".join(str(v) for v in neg * [-1, -1, 1])]
+    # "--point=" so that argparse takes a leading minus sign as part of the value
+    ras = ["--point=" + ",".join(str(v) for v in lps * [-1, -1, 1]), "--negative=" + ",".join(str(v) for v in neg * [-1, -1, 1])]
     out_ras = tmp_path / "mask_ras.nii.gz"
     assert main(["segment", str(pet_file), "-o", str(out_ras), "--model", str(tiny_checkpoint), "--device", "cpu",
                  "--space", "ras", *ras]) == 0

@@ -29,8 +29,21 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
     assert len(calls) == 1 and session.num_crops == 1
     assert session.timing["encoder_ms"] == 0.0 and session.timing["click_ms"] > 0
     session.new_object()
-    session.add_click((24, 20, 18))  # the next object near the first reuses the cached crop
+    session.add_click((26, 20, 18))  # the next object near the first reuses the cached crop
     assert len(calls) == 1
+
+
+def test_protocol_mode_centres_every_object_on_its_first_click(tiny_model, blob_image):
+    """reuse_crops=False (evaluation): a target's crop never depends on the targets before it."""
+    alone = InteractiveSession(tiny_model, device="cpu", extend=False, reuse_crops=False)
+    alone.set_image(blob_image)
+    expected = alone.add_click((30, 20, 18))
+    session = InteractiveSession(tiny_model, device="cpu", extend=False, reuse_crops=False)
+    session.set_image(blob_image)
+    session.add_click((20, 18, 16))
+    session.new_object()
+    assert np.array_equal(session.add_click((30, 20, 18)), expected)
+    assert session.crops == alone.crops
 
 
 def test_point_spaces_agree(tiny_model, blob_image):

@@ -62,15 +62,20 @@ def reference(network):
 class Scene:
     """A PET volume, a segmentation with a target segment, the two point lists and the logic."""
 
-    def __init__(self, model, case):
-        """``model``: a model source or a loaded network."""
+    def __init__(self, model, case, segmentationFile=None):
+        """``model``: a model source or a loaded network; ``segmentationFile``: a saved .seg.nrrd to load."""
         self.scene = headless_slicer()
-        self.case = case
         self.volume = addVolumeFromImage(case.image, "PET")
         self.segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+        if segmentationFile is None:
+            self.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(self.volume)
+            self.target = addSegment(self.segmentation, "liver")
+        else:
+            reader = slicer.vtkMRMLSegmentationStorageNode()
+            reader.SetFileName(str(segmentationFile))
+            assert reader.ReadData(self.segmentation)
+            self.target = self.segmentation.GetSegmentation().GetSegmentIdBySegmentName("liver")
         self.segmentation.CreateDefaultDisplayNodes()
-        self.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(self.volume)
-        self.target = addSegment(self.segmentation, "liver")
         self.positive, self.negative = addPromptNodes()
         self.logic = SegAnyPETLogic(model, "cpu", maxCrops=1)
         self.logic.setInputVolume(self.volume)
@@ -264,6 +269,24 @@ def test_segment_editor_intensity_range_limits_the_segment(world, case, referenc
     assert np.array_equal(target, prediction & (suv >= threshold))
 
 
+def test_a_segmentation_on_another_grid_receives_the_segment(world, case, reference):
+    """A segmentation made on another volume (here a larger field of view) keeps its own grid."""
+    image = case.image
+    larger = sitk.ConstantPad(image, (2, 2, 2), (2, 2, 2), 0.0)  # same spacing, origin 2 voxels earlier
+    other = addVolumeFromImage(larger, "larger field of view")
+    segmentation = world.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(other)
+    segmentId = addSegment(segmentation, "liver")
+    world.logic.setTargetSegment(segmentation, segmentId)
+    liver = organ_center_zyx(case.label, LABELS["liver"])
+    world.click(liver)
+    stored = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, other)
+    assert stored.shape == sitk.GetArrayViewFromImage(larger).shape
+    expected = expected_after(reference, world, [(liver, True)])
+    assert np.array_equal(stored[2:-2, 2:-2, 2:-2], expected) and not stored[:2].any()
+
+
 # ----------------------------------------------------------------------------------------- resume
 def test_prompts_survive_saving_and_reloading_the_segmentation(world, network, case, reference, tmp_path):
     liver = organ_center_zyx(case.label, LABELS["liver"])
@@ -277,21 +300,7 @@ def test_prompts_survive_saving_and_reloading_the_segmentation(world, network, c
     saved = world.segment()
     world.logic.cleanup()
 
-    # a new scene (Slicer restarted) and a new logic
-    again = Scene.__new__(Scene)
-    again.scene = headless_slicer()
-    again.volume = addVolumeFromImage(case.image, "PET")
-    again.segmentation = again.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    reader = slicer.vtkMRMLSegmentationStorageNode()
-    reader.SetFileName(str(path))
-    assert reader.ReadData(again.segmentation)
-    again.segmentation.CreateDefaultDisplayNodes()
-    again.target = again.segmentation.GetSegmentation().GetSegmentIdBySegmentName("liver")
-    again.positive, again.negative = addPromptNodes()
-    again.logic = SegAnyPETLogic(network, "cpu", maxCrops=1)
-    again.logic.setInputVolume(again.volume)
-    again.logic.setPromptNodes(again.positive, again.negative)
-    again.logic.setTargetSegment(again.segmentation, again.target)
+    again = Scene(network, case, segmentationFile=path)  # a new scene (Slicer restarted), a new logic
 
     assert again.positive.GetNumberOfControlPoints() == 1 and again.negative.GetNumberOfControlPoints() == 1
     assert np.allclose(again.negative.GetNthControlPointPositionWorld(0), world.ras(extra), atol=1e-3)

@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("image", help="PET image (NIfTI, NRRD, MHA...)")
     parser.add_argument("-o", "--output", required=True, help="output mask file (uint8, same grid as IMAGE)")
     parser.add_argument("--model", default="auto", help="registry name, checkpoint file or hf://owner/repo/file (default: auto)")
-    parser.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="positive point (repeatable)")
+    parser.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="positive point (repeatable); write --point=X,Y,Z when X is negative")
     parser.add_argument("--negative", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="negative point (repeatable)")
     parser.add_argument("--space", choices=("ijk", "ras", "lps"), default="ijk", help="coordinates of the points (default: ijk voxel index)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -27,6 +27,7 @@ class TrainConfig:
     lq_labels: str = "labelsLQ"  # folder (name or path) of the noisy labels of the LQ cases
     val_cases: int = 0  # the last N cases are held out for validation (Dice at one click)
     min_target_voxels: int = 100  # skip crops whose target has fewer voxels (SAM-Med3D: 500-1000 at 1.5 mm)
+    target_weights: Dict[str, float] = field(default_factory=dict)  # sampling weight per target (default 1)
     # ---- network
     arch: str = "tiny"  # vit_b_ori | small | tiny
     init: Optional[str] = None  # checkpoint (or registry name) to start from
@@ -57,6 +58,7 @@ class TrainConfig:
     milestones: Tuple[float, ...] = (120, 180)  # MultiStepLR, in epochs
     milestone_steps: Optional[Tuple[int, ...]] = None  # the same in optimizer steps (wins when set)
     gamma: float = 0.1
+    warmup_steps: int = 0  # linear learning-rate warm-up (0: none, as in the paper)
     clip_grad: Optional[float] = None
     amp: str = "auto"  # auto (bf16/fp16 on GPU) | off
     # ---- run

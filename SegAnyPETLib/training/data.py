@@ -53,6 +53,7 @@ class CropSampleDataset(Dataset):
         augment: bool = True,
         scale_range: Tuple[float, float] = (0.85, 1.15),
         min_target_voxels: int = 100,
+        target_weights: Optional[Dict[str, float]] = None,
     ) -> None:
         self.cases = [case for case in cases if case.target_values]
         if not self.cases:
@@ -62,6 +63,7 @@ class CropSampleDataset(Dataset):
         self.augment = augment
         self.scale_range = scale_range
         self.min_target_voxels = min_target_voxels
+        self.target_weights = dict(target_weights or {})
 
     def __len__(self) -> int:
         return 2**62
@@ -77,7 +79,8 @@ class CropSampleDataset(Dataset):
     def _draw(self, rng: np.random.Generator, accept_small: bool = False) -> Optional[Dict[str, object]]:
         case = self.cases[rng.integers(len(self.cases))]
         names = sorted(case.target_values)
-        name = names[rng.integers(len(names))]
+        weights = np.array([self.target_weights.get(n, 1.0) for n in names], dtype=float)
+        name = names[rng.choice(len(names), p=weights / weights.sum())]
         flat = case.target_voxels[name][rng.integers(len(case.target_voxels[name]))]
         index = np.unravel_index(int(flat), tuple(reversed(case.label.GetSize())))
         center = case.label.TransformIndexToPhysicalPoint([int(index[2]), int(index[1]), int(index[0])])

@@ -17,12 +17,16 @@ from .losses import consistency_loss, dice_ce_loss, predictive_entropy, rectify_
 
 
 def mask_only_iterations(iterations: int, generator: torch.Generator) -> Set[int]:
-    """SAM-Med3D: one random iteration in 2..8 and the last get the mask prompt only."""
+    """Iterations that get the mask prompt only (no points).
+
+    SAM-Med3D (11 iterations): the last one and one random iteration in 2..8. Shorter loops keep
+    only the last one, so that at least the first ``iterations - 1`` get growing point sets.
+    """
     chosen: Set[int] = set()
     if iterations >= 2:
         chosen.add(iterations - 1)
     high = min(8, iterations - 2)
-    if high >= 2:
+    if iterations >= 6 and high >= 2:
         chosen.add(int(torch.randint(2, high + 1, (1,), generator=generator)))
     return chosen
 
