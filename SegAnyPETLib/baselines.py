@@ -119,9 +119,11 @@ class GrowCutBaseline(ClickBaseline):
         values = np.ascontiguousarray(self._array[box])
         offset = np.array([s.start for s in box])
         seeds = np.zeros(values.shape, np.uint8)
-        faces = np.ones(values.shape, bool)
-        faces[1:-1, 1:-1, 1:-1] = False
-        seeds[faces] = 2
+        # Background seeds on the box's outer two voxel layers: GrowCut does not grow from voxels
+        # on the image border itself, so a seed shell only there would never spread.
+        shell = np.ones(values.shape, bool)
+        shell[2:-2, 2:-2, 2:-2] = False
+        seeds[shell] = 2
         radius = np.maximum(np.round(self.seed_radius_mm / self._spacing).astype(int), 0)
         for points, label in ((self.negative, 2), (self.positive, 1)):
             for p in points:

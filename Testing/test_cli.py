@@ -65,4 +65,4 @@ def test_bench_reports_embedding_click_and_memory(capsys):
     result = report["models"][0]
     for key in ("embed_ms", "click_ms", "official_click_ms", "peak_rss_mb"):
         assert result[key] > 0
-    assert report["statistics"]["seconds"] > 0 and report["statistics"]["segments"] == 15
+    assert report["statistics"]["label_image_s"] > 0 and report["statistics"]["segments"] == 15

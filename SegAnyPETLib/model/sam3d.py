@@ -96,7 +96,7 @@ class Sam3D(nn.Module):
         self.config = config
         # Input expected by the weights (the official protocol unless a checkpoint says otherwise),
         # where the weights came from, and what their checkpoint says about them.
-        self.preprocessing = preprocessing or PreprocessConfig()
+        self.preprocessing = preprocessing or PreprocessConfig(crop_size=config.img_size)
         self.source: Optional[str] = None
         self.metadata: Dict[str, Any] = {}
         grid = config.embedding_grid
