@@ -47,7 +47,8 @@ class ModelSegmenter:
         # Every target gets its own crop around its first click (the official protocol), so a
         # target's result does not depend on the targets evaluated before it.
         self.session = InteractiveSession(model, device=device, reuse_crops=False)
-        self.name = name or str(getattr(model, "source", None) or "model")
+        source = str(getattr(model, "source", None) or "model")
+        self.name = name or (Path(source).name if Path(source).suffix in (".pt", ".pth") else source)
 
     def set_image(self, image: sitk.Image) -> None:
         self.session.set_image(image)

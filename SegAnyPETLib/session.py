@@ -396,7 +396,7 @@ class InteractiveSession:
                 grid = CropGrid.around(center, self.preprocessing, self.image)
                 if any(other.grid == grid for other in self._crops):
                     continue
-                logger.info("mask reaches the crop border: adding a crop around %s mm", np.round(center, 1).tolist())
+                logger.debug("mask reaches the crop border: adding a crop around %s mm", np.round(center, 1).tolist())
                 new = self._new_crop(grid, seeds=[seed])
                 self._predict(new)
                 added.append(new)

@@ -1,9 +1,10 @@
 """Shared pieces of the Slicer tests (logic, batch script): the model they run and a small phantom.
 
 ``model_source`` is the one place that chooses the network: a randomly initialised tiny network saved
-as a checkpoint (the bundled ``demo`` model is still being trained). Its crops are 64 voxels of 16 mm,
-so a target needs one or two crops and the tests stay fast on a CPU; the masks are meaningless but
-exact comparisons with the library hold. To test with the bundled model, make it ``return "demo"``.
+as a checkpoint, with crops of 64 voxels of 16 mm, so a target needs one or two crops and the tests
+stay fast on a CPU. Its masks are meaningless, but the tests compare the MRML results exactly with the
+library's, which holds for any weights; the bundled model's quality is tested by Testing/test_demo.py
+and measured by ``seganypet evaluate``. To run these tests with it, make it ``return "demo"``.
 """
 from __future__ import annotations
 
