@@ -38,6 +38,11 @@ class Segmenter(Protocol):
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
 
+def method_name(source: str) -> str:
+    """A model's name in reports: a checkpoint file by its file name, anything else as given."""
+    return Path(source).name if Path(source).suffix in (".pt", ".pth") else source
+
+
 class ModelSegmenter:
     """The network through :class:`~SegAnyPETLib.session.InteractiveSession`."""
 
@@ -47,8 +52,7 @@ class ModelSegmenter:
         # Every target gets its own crop around its first click (the official protocol), so a
         # target's result does not depend on the targets evaluated before it.
         self.session = InteractiveSession(model, device=device, reuse_crops=False)
-        source = str(getattr(model, "source", None) or "model")
-        self.name = name or (Path(source).name if Path(source).suffix in (".pt", ".pth") else source)
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"))
 
     def set_image(self, image: sitk.Image) -> None:
         self.session.set_image(image)

@@ -12,7 +12,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # reference_sam3d and helpers
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

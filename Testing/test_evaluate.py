@@ -103,7 +103,7 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["method", "case", "target", "clicks", "dice", "nsd"]
     assert len(rows) == 3 * 2 * 2 * 2  # methods x cases x targets x click counts
-    assert {r["method"] for r in rows} == {str(tiny_checkpoint), "threshold", "growcut"}
+    assert {r["method"] for r in rows} == {tiny_checkpoint.name, "threshold", "growcut"}
     threshold_lesion = [float(r["dice"]) for r in rows if r["method"] == "threshold" and r["target"] == "lesion"]
     assert min(threshold_lesion) > 0.8
     summary = (tmp_path / "full" / "summary.md").read_text()

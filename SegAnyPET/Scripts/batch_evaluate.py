@@ -49,14 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from SegAnyPETLib.evaluate import evaluate_dataset
+    from SegAnyPETLib.evaluate import evaluate_dataset, method_name
     from SegAnyPETLib.slicer_headless import headless_slicer
     from SegAnyPETLib.slicer_logic import MRMLSegmenter
 
     headless_slicer()  # inside Slicer: the application's scene
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     evaluate_dataset(
-        lambda: [MRMLSegmenter(args.model, args.device, name=args.model)],
+        lambda: [MRMLSegmenter(args.model, args.device, name=method_name(args.model))],
         args.data,
         args.out,
         args.clicks,
