@@ -298,13 +298,14 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
 
 def _check_ranks_in_sync(model, device, world: int) -> None:
     """DDP keeps every replica identical; refuse to finish quietly if it did not."""
-    checksum = torch.tensor([sum(float(p.double().sum()) for p in model.parameters())], device=device, dtype=torch.float64)
+    checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in model.parameters())], device=device, dtype=torch.float64)
     gathered = [torch.zeros_like(checksum) for _ in range(world)]
     dist.all_gather(gathered, checksum)
     values = [float(g) for g in gathered]
     if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
         raise RuntimeError(f"model replicas diverged across ranks (parameter sums {values})")
     logger.info("%d ranks finished with identical weights", world)
+    dist.barrier()  # no rank tears the process group down while another still talks to it
 
 
 def plot_curves(run: Path) -> Path:
