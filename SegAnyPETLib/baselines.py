@@ -105,7 +105,7 @@ class GrowCutBaseline(ClickBaseline):
             from vtk.util import numpy_support  # noqa: F401
         except ImportError as error:
             raise SegAnyPETError(
-                "the growcut baseline needs Slicer's GrowCut engine: pip install 'seganypet[slicer]' (slicer-core)"
+                "the growcut baseline needs Slicer's GrowCut engine: pip install slicer-core (the repository's [slicer] extra)"
             ) from error
         self.margin_mm = margin_mm
         self.seed_radius_mm = seed_radius_mm

@@ -39,5 +39,6 @@ def run(args: argparse.Namespace) -> int:
         env = environment()
         print(f"torch {env['torch']}, {env['cpus']} CPUs ({env['threads']} threads), CUDA: {env['cuda'] or 'none'}\n")
         print(format_table(results))
-        print(f"\nSUV statistics, {stats['shape']} voxels, {stats['segments']} segments: {stats['seconds']:.2f} s")
+        print(f"\nSUV statistics of {stats['voxels'] / 1e6:.0f} M voxels with {stats['segments']:.0f} segments: "
+              f"{stats['label_image_s']:.2f} s from a label image, {stats['masks_s']:.2f} s from masks")
     return 1 if any("error" in r for r in results) else 0
