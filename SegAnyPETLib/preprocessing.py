@@ -204,18 +204,33 @@ def crop_footprint(grid: CropGrid, image: sitk.Image) -> Optional[Tuple[slice, s
     return tuple(slice(int(low[a]), int(high[a])) for a in (2, 1, 0))
 
 
-def crop_to_image(values: np.ndarray, grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice],
-                  default: float = 0.0) -> np.ndarray:
-    """Resample crop values (i, j, k) onto ``region`` of the image grid (nearest): (z, y, x) float32."""
-    crop_image = sitk.GetImageFromArray(np.ascontiguousarray(values.transpose(2, 1, 0), dtype=np.float32))
-    crop_image.SetOrigin(grid.origin)
-    crop_image.SetSpacing(grid.spacing)
-    crop_image.SetDirection(grid.direction)
-    start = [region[2].start, region[1].start, region[0].start]
-    size = [region[2].stop - start[0], region[1].stop - start[1], region[0].stop - start[2]]
-    reference = sitk.Image(size, sitk.sitkUInt8)
-    reference.SetSpacing(image.GetSpacing())
-    reference.SetDirection(image.GetDirection())
-    reference.SetOrigin(image.TransformIndexToPhysicalPoint(start))
-    out = sitk.Resample(crop_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, default, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(out)
+def nearest_crop_voxels(grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice]) -> np.ndarray:
+    """For each voxel of ``region`` of the image, the flat index of the nearest crop voxel (i, j, k
+    order), or -1 outside the crop: (z, y, x) int64. Computed once per crop, so a click's paste-back
+    is one gather (nearest neighbour rounds halves up and keeps the same voxels as ITK's resampler)."""
+    axes = [np.arange(r.start, r.stop, dtype=float) for r in (region[2], region[1], region[0])]  # x, y, z
+    # image index -> LPS -> crop continuous index is affine: crop = offset + sum over image axes
+    spacing = np.asarray(image.GetSpacing(), float)
+    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    origin_index = grid.to_index(np.asarray(image.GetOrigin(), float))[0]
+    steps = grid.to_index(np.asarray(grid.origin) + (direction * spacing).T) - grid.to_index(np.asarray(grid.origin))
+    shape = tuple(len(a) for a in axes[::-1])
+    flat = np.zeros(shape, np.int64)
+    inside = np.ones(shape, bool)
+    for c in range(3):  # crop axis i, j, k
+        continuous = (origin_index[c]
+                      + (axes[0] * steps[0, c])[None, None, :]
+                      + (axes[1] * steps[1, c])[None, :, None]
+                      + (axes[2] * steps[2, c])[:, None, None])
+        nearest = np.floor(continuous + (0.5 + 1e-6)).astype(np.int64)  # ties (aligned grids) round up
+        inside &= (nearest >= 0) & (nearest < grid.size)
+        flat = flat * grid.size + nearest
+    flat[~inside] = -1
+    return flat
+
+
+def crop_to_image(values: np.ndarray, lookup: np.ndarray, default: float = 0.0) -> np.ndarray:
+    """Crop values (i, j, k) on an image region through :func:`nearest_crop_voxels`: (z, y, x) float32."""
+    out = np.take(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), np.maximum(lookup, 0))
+    out[lookup < 0] = default
+    return out

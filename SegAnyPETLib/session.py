@@ -33,6 +33,7 @@ from .preprocessing import (
     as_image,
     crop_footprint,
     crop_to_image,
+    nearest_crop_voxels,
     extract_crop,
     image_bounds_ras,
     RAS_DIRECTION,
@@ -65,6 +66,7 @@ class _Crop:
     logits: Optional[torch.Tensor] = None
     _prob: Optional[np.ndarray] = None
     _weight: Optional[np.ndarray] = None
+    _lookup: Optional[np.ndarray] = None  # image region voxel -> crop voxel (nearest)
 
 
 def gaussian_importance(size: int, sigma_scale: float = 0.125) -> np.ndarray:
@@ -353,10 +355,12 @@ class InteractiveSession:
 
     def _region_values(self, crop: _Crop) -> Tuple[np.ndarray, np.ndarray]:
         """The crop's probability and weight on its footprint of the input grid (cached)."""
+        if crop._lookup is None:
+            crop._lookup = nearest_crop_voxels(crop.grid, self.image, crop.region)
         if crop._prob is None:
-            crop._prob = crop_to_image(self._crop_probability(crop), crop.grid, self.image, crop.region)
+            crop._prob = crop_to_image(self._crop_probability(crop), crop._lookup)
         if crop._weight is None:
-            crop._weight = crop_to_image(self._weight_full, crop.grid, self.image, crop.region)
+            crop._weight = crop_to_image(self._weight_full, crop._lookup)
         return crop._prob, crop._weight
 
     def _merge(self, changed: Sequence[_Crop]) -> None:
