@@ -207,7 +207,7 @@ def crop_footprint(grid: CropGrid, image: sitk.Image) -> Optional[Tuple[slice, s
 def nearest_crop_voxels(grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice]) -> np.ndarray:
     """For each voxel of ``region`` of the image, the flat index of the nearest crop voxel (i, j, k
     order), or -1 outside the crop: (z, y, x) int64. Computed once per crop, so a click's paste-back
-    is one gather (nearest neighbour rounds halves up and keeps the same voxels as ITK's resampler)."""
+    is one gather. Nearest neighbour as ITK's resampler picks it; exact ties round up."""
     axes = [np.arange(r.start, r.stop, dtype=float) for r in (region[2], region[1], region[0])]  # x, y, z
     # image index -> LPS -> crop continuous index is affine: crop = offset + sum over image axes
     spacing = np.asarray(image.GetSpacing(), float)
