@@ -25,9 +25,8 @@ def mask_only_iterations(iterations: int, generator: torch.Generator) -> Set[int
     chosen: Set[int] = set()
     if iterations >= 2:
         chosen.add(iterations - 1)
-    high = min(8, iterations - 2)
-    if iterations >= 6 and high >= 2:
-        chosen.add(int(torch.randint(2, high + 1, (1,), generator=generator)))
+    if iterations >= 6:
+        chosen.add(int(torch.randint(2, min(8, iterations - 2) + 1, (1,), generator=generator)))
     return chosen
 
 

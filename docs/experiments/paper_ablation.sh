@@ -6,8 +6,8 @@
 # TEST_DATA:  seganypet phantom phantoms_test --cases 1 --test-cases 20 --seed 2025
 set -euo pipefail
 train_data=$1 test_data=$2 out=$3 steps=${4:-200} shard=${5:-0/4}
-seen=liver,kidney_left,kidney_right,heart,spleen
-unseen=aorta,prostate,lung_lower_lobe_left,lung_lower_lobe_right,lung_upper_lobe_left,lung_upper_lobe_right,lung_middle_lobe_right
+organs() { python -c "import SegAnyPETLib.labels as l; print(','.join(l.$1))"; }
+seen=$(organs SEEN_ORGANS) unseen=$(organs UNSEEN_ORGANS)
 for strategy in finetune consistency cpcl; do
     seganypet train --config bundled_tiny --data "$train_data" --targets "$seen" --strategy "$strategy" \
         --max-steps "$steps" --set val_every="$steps" --set "milestone_steps=[$((steps * 8 / 10))]" \
@@ -17,18 +17,17 @@ for strategy in finetune consistency cpcl; do
 done
 python - "$out" <<'PY'
 """One table: mean Dice of the seen and unseen organs per strategy and click count."""
-import csv, sys
+import sys
 from pathlib import Path
-seen = {"liver", "kidney_left", "kidney_right", "heart", "spleen"}
+from SegAnyPETLib.evaluate import read_results_csv
+from SegAnyPETLib.labels import SEEN_ORGANS
 print("| strategy | seen 1 | seen 3 | seen 5 | unseen 1 | unseen 3 | unseen 5 |\n|---|---|---|---|---|---|---|")
 for strategy in ("finetune", "consistency", "cpcl"):
-    rows = []
-    for path in sorted((Path(sys.argv[1]) / strategy / "eval").glob("results*.csv")):
-        rows += list(csv.DictReader(open(path)))
+    results = [r for path in sorted((Path(sys.argv[1]) / strategy / "eval").glob("results*.csv")) for r in read_results_csv(path)]
     cells = []
-    for group in (True, False):
-        for clicks in ("1", "3", "5"):
-            values = [float(r["dice"]) for r in rows if r["clicks"] == clicks and (r["target"] in seen) == group]
+    for seen in (True, False):
+        for clicks in (1, 3, 5):
+            values = [r.dice for r in results if r.clicks == clicks and (r.target in SEEN_ORGANS) == seen]
             cells.append(f"{sum(values) / len(values):.3f}" if values else "-")
     print(f"| {strategy} | " + " | ".join(cells) + " |")
 PY
