@@ -216,7 +216,10 @@ def read_checkpoint(path: Union[str, Path]) -> Dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and torch errors all mean "not a usable checkpoint"
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        message = str(error)
+        if "WeightsUnpickler error:" in message:  # torch's weights_only notice wraps the actual reason
+            message = message.split("WeightsUnpickler error:", 1)[1].split("Check the documentation")[0]
+        reason = " ".join(message.split()).split(". ")[0][:160] or type(error).__name__  # first sentence
         raise SegAnyPETError(f"cannot read checkpoint {path}: corrupt or not a PyTorch checkpoint ({reason})") from error
     if not isinstance(data, Mapping):
         raise SegAnyPETError(f"checkpoint {path} holds a {type(data).__name__}, expected a state_dict")

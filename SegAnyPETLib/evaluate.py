@@ -276,9 +276,12 @@ def evaluate_dataset(
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
         image, label = load_case(case)
         case_targets = {t: v for t, v in case.labels.items() if t in wanted}
-        results += evaluate_case(
-            segmenters, case.case_id, image, sitk.GetArrayViewFromImage(label), case_targets, clicks, seed
-        )
+        try:
+            results += evaluate_case(
+                segmenters, case.case_id, image, sitk.GetArrayViewFromImage(label), case_targets, clicks, seed
+            )
+        except SegAnyPETError as error:
+            raise SegAnyPETError(f"case {case.case_id} ({case.image}): {error}") from error
     if not results:
         raise SegAnyPETError(f"no target of {', '.join(wanted)} found in the cases of {data}")
     if count == 1:

@@ -120,10 +120,11 @@ class InteractiveSession:
         self._clear_object()
 
     # ----------------------------------------------------------------------------- image
-    def set_image(self, image, spacing=None, origin=None, direction=None) -> None:
-        """Use a new volume: a SimpleITK image, or a (z, y, x) array with spacing/origin/direction."""
+    def set_image(self, image, spacing=None, origin=None, direction=None, name: str = "image") -> None:
+        """Use a new volume: a SimpleITK image, or a (z, y, x) array with spacing/origin/direction.
+        ``name`` (e.g. the file) starts the message when the volume is refused."""
         image = as_image(image, spacing, origin, direction)
-        validate_pet(image)
+        validate_pet(image, name)
         with self._lock:
             self._image = sitk.Cast(image, sitk.sitkFloat32)
             self._shape = tuple(reversed(image.GetSize()))

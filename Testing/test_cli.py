@@ -40,6 +40,11 @@ def test_segment_writes_a_mask_on_the_input_grid(tmp_path, pet_file, tiny_checkp
 def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_file, tiny_checkpoint, capsys):
     out = tmp_path / "mask.nii.gz"
     out.write_text("precious")
+    nan_file, garbage = tmp_path / "nan.mha", tmp_path / "garbage.pt"
+    values = sitk.GetArrayFromImage(sitk.ReadImage(str(pet_file)))
+    values[1, 1, 1] = np.nan
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(nan_file))  # MHA keeps NaN (NIfTI writes 0)
+    garbage.write_bytes(b"garbage")
     base = ["segment", str(pet_file), "-o", str(out), "--model", str(tiny_checkpoint), "--device", "cpu"]
     cases = [
         (base + ["--point", "1,1,1"], "already exists"),
@@ -48,6 +53,10 @@ def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_fi
         (["segment", str(pet_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(tiny_checkpoint)], "at least one positive"),
         (["segment", str(pet_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(tiny_checkpoint), "--point", "99,1,1"],
          "outside the volume"),
+        (["segment", str(nan_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(tiny_checkpoint), "--point", "1,1,1"],
+         f"PET image {nan_file} contains 1 NaN"),
+        (["segment", str(pet_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(garbage), "--point", "1,1,1"],
+         f"cannot read checkpoint {garbage}: corrupt or not a PyTorch checkpoint (Unsupported operand"),
     ]
     for args, message in cases:
         capsys.readouterr()

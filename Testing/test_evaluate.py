@@ -93,6 +93,19 @@ def write_dataset(root, cases=2):
         "numTraining": 0, "file_ending": ".nii.gz"}))
 
 
+def test_a_bad_case_is_named_in_the_error(tmp_path, tiny_checkpoint, capsys):
+    data = tmp_path / "data"
+    write_dataset(data, cases=1)
+    path = data / "imagesTs" / "case_000_0000.nii.gz"
+    constant = sitk.Image(sitk.ReadImage(str(path)).GetSize(), sitk.sitkFloat32)  # not a PET volume
+    constant.CopyInformation(sitk.ReadImage(str(path)))
+    sitk.WriteImage(constant, str(path))
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert error.startswith("seganypet evaluate: error: ") and f"case case_000 ({path})" in error and "is constant" in error
+
+
 def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_checkpoint, capsys):
     data = tmp_path / "data"
     write_dataset(data)

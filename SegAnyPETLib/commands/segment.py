@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable(args.output, args.overwrite)
     image = read_image(args.image, "PET image")
     session = InteractiveSession(load_model(args.model, args.device), device=args.device)
-    session.set_image(image)
+    session.set_image(image, name=f"PET image {args.image}")
     # Positive points first (the first one places the crop), then the negative ones.
     for point, positive in [(p, True) for p in args.point] + [(p, False) for p in args.negative]:
         mask = session.add_click(point, positive=positive, space=args.space)
