@@ -313,15 +313,14 @@ class InteractiveSession:
         encoder = self.model.image_encoder
         autocast = self.device.type == "cuda" and self.precision != "fp32"
         dtype = torch.bfloat16 if autocast and torch.cuda.is_bf16_supported() else torch.float16
-        steps = len(encoder.blocks) + 2
+
+        def progress(fraction: float) -> None:
+            if self._cancel.is_set():
+                raise Cancelled("encoder cancelled")
+            self._report(fraction, "computing image embedding")
+
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=autocast):
-            tokens = encoder.patch_embed(x.to(self.device)) + encoder.pos_embed
-            for index, block in enumerate(encoder.blocks):
-                if self._cancel.is_set():
-                    raise Cancelled("encoder cancelled")
-                self._report((index + 1) / steps, "computing image embedding")
-                tokens = block(tokens)
-            embedding = encoder.neck(tokens.permute(0, 4, 1, 2, 3))
+            embedding = encoder(x.to(self.device), progress=progress)
         self._report(1.0, "image embedding ready")
         return embedding.float()
 

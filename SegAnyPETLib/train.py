@@ -26,11 +26,12 @@ import torch.distributed as dist
 import yaml
 
 from .errors import SegAnyPETError
+from .model import ARCHITECTURES
 
 logger = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "loss_hq", "loss_cps", "loss_lq", "lambda", "seconds")
-DEFAULT_SPACING = {"vit_b_ori": (1.5, 1.5, 1.5), "small": (1.5, 1.5, 1.5), "tiny": (4.0, 4.0, 4.0)}
+DEFAULT_SPACING = {"vit_b_ori": (1.5, 1.5, 1.5), "small": (1.5, 1.5, 1.5), "tiny": (4.0, 4.0, 4.0), "tiny_conv": (4.0, 4.0, 4.0)}
 
 
 # ------------------------------------------------------------------------------------------ setup
@@ -169,7 +170,7 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
     torch.manual_seed(config.seed)
     if config.init:
         model = load_model(config.init, device="cpu")
-        if config.arch and model.config.name != config.arch and config.arch in ("vit_b_ori", "small", "tiny"):
+        if config.arch and model.config.name != config.arch and config.arch in ARCHITECTURES:
             logger.warning("--init is a %s network; using it instead of --arch %s", model.config.name, config.arch)
     else:
         model = build_model(config.arch)
@@ -419,7 +420,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset folder (nnU-Net v2 with labelsTr/labelsLQ, AutoPET or SAM-Med3D)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv)")
-    parser.add_argument("--arch", choices=("vit_b_ori", "small", "tiny"), help="network (default from the config: tiny)")
+    parser.add_argument("--arch", choices=tuple(ARCHITECTURES), help="network (default from the config)")
     parser.add_argument("--init", help="start from this checkpoint or registry model")
     parser.add_argument("--strategy", choices=("finetune", "consistency", "cpcl"))
     parser.add_argument("--config", help="YAML file or shipped name (paper_cpcl, bundled_tiny)")

@@ -107,7 +107,7 @@ def test_dense_positional_encoding_swaps_the_first_two_axes():
     assert not torch.allclose(encoded, pe[:, i, j, k], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["small", "tiny"])
+@pytest.mark.parametrize("name", ["small", "tiny", "tiny_conv"])
 def test_smaller_architectures_keep_the_interface(name):
     model = randomize(build_model(name), seed=5)
     config = ARCHITECTURES[name]
@@ -136,3 +136,13 @@ def test_box_prompts_are_refused():
     model = build_model("tiny")
     with pytest.raises(ValueError, match="box prompts"):
         model.prompt_encoder(points=None, boxes=torch.zeros(1, 6), masks=None)
+
+
+def test_conv_encoder_config_errors_name_the_problem():
+    from SegAnyPETLib.errors import SegAnyPETError
+    from SegAnyPETLib.model import ModelConfig
+
+    with pytest.raises(SegAnyPETError, match="conv encoder needs patch_size 4"):
+        build_model(ModelConfig(name="bad", encoder="conv", encoder_channels=(8, 16, 32), img_size=64, patch_size=8))
+    with pytest.raises(SegAnyPETError, match="unknown image encoder 'mlp'"):
+        build_model(ModelConfig(name="bad", encoder="mlp"))

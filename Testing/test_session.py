@@ -14,7 +14,7 @@ from SegAnyPETLib.session import InteractiveSession
 
 def count_encoder_runs(model) -> list:
     calls = []
-    model.image_encoder.patch_embed.register_forward_hook(lambda *args: calls.append(1))
+    model.image_encoder.register_forward_hook(lambda *args: calls.append(1))
     return calls
 
 
@@ -192,3 +192,27 @@ def test_paste_back_lookup_equals_itk_nearest_resampling():
         distance_to_tie = np.abs(np.abs(grid.to_index(physical) % 1.0) - 0.5)
         assert np.all(distance_to_tie.min(axis=1) < 1e-6)  # every difference is an exact tie
         assert (ours != itk).mean() < 0.2
+
+
+@pytest.mark.parametrize("arch", ["tiny", "tiny_conv"])
+def test_encoder_reports_progress_and_can_be_cancelled(arch, blob_image):
+    from SegAnyPETLib.model import build_model
+    from SegAnyPETLib.preprocessing import PreprocessConfig
+    from SegAnyPETLib.session import Cancelled
+
+    model = build_model(arch)
+    model.preprocessing = PreprocessConfig(spacing=(4.0, 4.0, 4.0), crop_size=model.config.img_size)
+    reports = []
+    session = InteractiveSession(model, device="cpu", progress=lambda fraction, text: reports.append(fraction))
+    session.set_image(blob_image)
+    session.add_click((24, 20, 18))
+    assert len(reports) >= 3 and reports == sorted(reports) and reports[-1] == 1.0
+
+    def cancel_at_first_report(fraction, text):
+        cancelled.cancel()
+
+    cancelled = InteractiveSession(model, device="cpu", progress=cancel_at_first_report)
+    cancelled.set_image(blob_image)
+    with pytest.raises(Cancelled):
+        cancelled.add_click((24, 20, 18))
+    assert cancelled.mask.sum() == 0  # the cancelled click left nothing behind

@@ -49,6 +49,18 @@ def test_training_writes_checkpoints_and_metrics_and_resumes_exactly(phantom_dat
     assert model.preprocessing.crop_size == 64
 
 
+def test_the_bundled_recipe_trains_and_validates_its_network(phantom_dataset, tmp_path):
+    out = tmp_path / "bundled"
+    assert main(["train", "--config", "bundled_tiny", "--data", str(phantom_dataset), "--out", str(out),
+                 "--max-steps", "1", "--batch-size", "1", "--hq-cases", "1", "--val-cases", "1",
+                 "--num-workers", "0", "--quiet-progress"]) == 0
+    validation = read_csv(out / "validation.csv")
+    assert [int(r["step"]) for r in validation] == [1] and 0 <= float(validation[0]["dice_1_click"]) <= 1
+    model = load_model(out / "best.pt", device="cpu")
+    assert model.config.name == "tiny_conv" and model.config.embedding_grid == 16
+    assert model.preprocessing.spacing == (4.0, 4.0, 4.0)
+
+
 def test_run_folders_are_protected(phantom_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

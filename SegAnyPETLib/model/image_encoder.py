@@ -24,7 +24,7 @@ numbers with 512 x 513 instead of 2744 x 2744 logits, and projections and MLP fo
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Type
+from typing import Callable, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -257,9 +257,12 @@ class ImageEncoderViT3D(nn.Module):
         )
         self.grad_checkpointing = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, progress: Optional[Callable[[float], None]] = None) -> torch.Tensor:
+        """``progress(fraction)`` is called before each block (it may raise to cancel)."""
         x = self.patch_embed(x) + self.pos_embed
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if progress is not None:
+                progress(index / len(self.blocks))
             if self.grad_checkpointing and self.training:
                 x = checkpoint(block, x, use_reentrant=False)
             else:

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..errors import SegAnyPETError
 from ..preprocessing import PreprocessConfig
+from .conv_encoder import ImageEncoderConv3D
 from .image_encoder import ImageEncoderViT3D
 from .mask_decoder import MaskDecoder3D
 from .prompt_encoder import PromptEncoder3D
@@ -20,6 +21,8 @@ class ModelConfig:
     """Everything needed to rebuild a network; stored in every checkpoint we write."""
 
     name: str
+    encoder: str = "vit"  # "vit" (SAM-Med3D) or "conv" (ImageEncoderConv3D; patch_size is its stride)
+    encoder_channels: Tuple[int, ...] = ()  # conv encoder widths at 1/2, 1/4 and 1/8 of the crop
     img_size: int = 128
     patch_size: int = 16
     encoder_embed_dim: int = 768
@@ -54,8 +57,9 @@ class ModelConfig:
         if unknown:
             raise SegAnyPETError(f"model config has unknown fields {unknown}")
         values = dict(values)
-        if "encoder_global_attn_indexes" in values:
-            values["encoder_global_attn_indexes"] = tuple(values["encoder_global_attn_indexes"])
+        for key in ("encoder_global_attn_indexes", "encoder_channels"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -85,6 +89,20 @@ ARCHITECTURES: Dict[str, ModelConfig] = {
         decoder_mlp_dim=768,
         iou_head_hidden_dim=128,
     ),
+    # 64^3 input at 4 mm, a convolutional encoder with a 16^3 embedding: the bundled model.
+    "tiny_conv": ModelConfig(
+        name="tiny_conv",
+        encoder="conv",
+        encoder_channels=(16, 32, 64),
+        img_size=64,
+        patch_size=4,
+        encoder_depth=2,
+        encoder_num_heads=4,
+        prompt_embed_dim=96,
+        decoder_heads=4,
+        decoder_mlp_dim=384,
+        iou_head_hidden_dim=96,
+    ),
 }
 
 
@@ -100,17 +118,7 @@ class Sam3D(nn.Module):
         self.source: Optional[str] = None
         self.metadata: Dict[str, Any] = {}
         grid = config.embedding_grid
-        self.image_encoder = ImageEncoderViT3D(
-            img_size=config.img_size,
-            patch_size=config.patch_size,
-            embed_dim=config.encoder_embed_dim,
-            depth=config.encoder_depth,
-            num_heads=config.encoder_num_heads,
-            mlp_ratio=config.mlp_ratio,
-            out_chans=config.prompt_embed_dim,
-            window_size=config.window_size,
-            global_attn_indexes=config.encoder_global_attn_indexes,
-        )
+        self.image_encoder = _build_image_encoder(config)
         self.prompt_encoder = PromptEncoder3D(
             embed_dim=config.prompt_embed_dim,
             image_embedding_size=(grid, grid, grid),
@@ -145,6 +153,32 @@ class Sam3D(nn.Module):
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
+
+
+def _build_image_encoder(config: ModelConfig) -> nn.Module:
+    if config.encoder == "conv":
+        if config.patch_size != 4 or len(config.encoder_channels) != 3:
+            raise SegAnyPETError("the conv encoder needs patch_size 4 and three encoder_channels")
+        return ImageEncoderConv3D(
+            img_size=config.img_size,
+            channels=config.encoder_channels,
+            out_chans=config.prompt_embed_dim,
+            attention_depth=config.encoder_depth,
+            attention_heads=config.encoder_num_heads,
+        )
+    if config.encoder != "vit":
+        raise SegAnyPETError(f"unknown image encoder {config.encoder!r}; choose vit or conv")
+    return ImageEncoderViT3D(
+        img_size=config.img_size,
+        patch_size=config.patch_size,
+        embed_dim=config.encoder_embed_dim,
+        depth=config.encoder_depth,
+        num_heads=config.encoder_num_heads,
+        mlp_ratio=config.mlp_ratio,
+        out_chans=config.prompt_embed_dim,
+        window_size=config.window_size,
+        global_attn_indexes=config.encoder_global_attn_indexes,
+    )
 
 
 def build_model(architecture: Union[str, ModelConfig, Dict[str, Any]] = "vit_b_ori") -> Sam3D:

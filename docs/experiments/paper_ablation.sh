@@ -8,8 +8,10 @@ set -euo pipefail
 train_data=$1 test_data=$2 out=$3 steps=${4:-200} shard=${5:-0/4}
 organs() { python -c "import SegAnyPETLib.labels as l; print(','.join(l.$1))"; }
 seen=$(organs SEEN_ORGANS) unseen=$(organs UNSEEN_ORGANS)
+# The tiny ViT (the paper's encoder family) with the bundled recipe otherwise, 4 click iterations.
 for strategy in finetune consistency cpcl; do
-    seganypet train --config bundled_tiny --data "$train_data" --targets "$seen" --strategy "$strategy" \
+    seganypet train --config bundled_tiny --arch tiny --set click_iterations=4 \
+        --data "$train_data" --targets "$seen" --strategy "$strategy" \
         --max-steps "$steps" --set val_every="$steps" --set "milestone_steps=[$((steps * 8 / 10))]" \
         --quiet-progress --out "$out/$strategy"
     seganypet evaluate --model "$out/$strategy/last.pt" --data "$test_data" --targets "$seen,$unseen" \
