@@ -1,10 +1,10 @@
 """A small convolutional image encoder with the ViT encoder's interface, for training from scratch.
 
 A residual 3D CNN (instance norm, leaky ReLU: nnU-Net's building blocks) downsamples the crop by 8
-for context, adds global attention over that coarse grid, and comes back to 1/``stride`` of the
-crop with a U-Net skip. Convolutions learn organ shapes from few examples much faster than ViT
+for context, adds global attention over that coarse grid, and comes back to 1/4 of the crop with a
+U-Net skip. Convolutions learn organ shapes from few examples much faster than ViT
 patches, and the finer embedding grid (16^3 for a 64^3 crop) gives the decoder full-resolution
-masks. Output: (B, out_chans, S/stride, S/stride, S/stride), exactly what the mask decoder takes.
+masks. Output: (B, out_chans, S/4, S/4, S/4), exactly what the mask decoder takes.
 """
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ from torch.utils.checkpoint import checkpoint
 from .common import LayerNorm3d
 
 
-def _conv_norm_act(in_chans: int, out_chans: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
+def _conv_norm(in_chans: int, out_chans: int, stride: int = 1, act: bool = True) -> nn.Sequential:
+    """3^3 convolution, instance norm and (unless ``act`` is False) leaky ReLU."""
+    layers = [
         nn.Conv3d(in_chans, out_chans, kernel_size=3, stride=stride, padding=1, bias=False),
         nn.InstanceNorm3d(out_chans, affine=True),
-        nn.LeakyReLU(0.01, inplace=True),
-    )
+    ]
+    if act:
+        layers.append(nn.LeakyReLU(0.01, inplace=True))
+    return nn.Sequential(*layers)
 
 
 class ResidualBlock3D(nn.Module):
@@ -30,11 +33,8 @@ class ResidualBlock3D(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv1 = _conv_norm_act(channels, channels)
-        self.conv2 = nn.Sequential(
-            nn.Conv3d(channels, channels, kernel_size=3, padding=1, bias=False),
-            nn.InstanceNorm3d(channels, affine=True),
-        )
+        self.conv1 = _conv_norm(channels, channels)
+        self.conv2 = _conv_norm(channels, channels, act=False)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,19 +65,19 @@ class ImageEncoderConv3D(nn.Module):
     def __init__(
         self,
         img_size: int = 64,
-        channels: Sequence[int] = (16, 48, 96),
+        channels: Sequence[int] = (16, 32, 64),
         out_chans: int = 96,
         attention_depth: int = 2,
         attention_heads: int = 4,
     ) -> None:
         super().__init__()
         c2, c4, c8 = channels
-        self.stem = _conv_norm_act(1, c2, stride=2)
-        self.down4 = nn.Sequential(_conv_norm_act(c2, c4, stride=2), ResidualBlock3D(c4), ResidualBlock3D(c4))
-        self.down8 = nn.Sequential(_conv_norm_act(c4, c8, stride=2), ResidualBlock3D(c8), ResidualBlock3D(c8))
+        self.stem = _conv_norm(1, c2, stride=2)
+        self.down4 = nn.Sequential(_conv_norm(c2, c4, stride=2), ResidualBlock3D(c4), ResidualBlock3D(c4))
+        self.down8 = nn.Sequential(_conv_norm(c4, c8, stride=2), ResidualBlock3D(c8), ResidualBlock3D(c8))
         self.context = GlobalAttention3D(c8, img_size // 8, attention_depth, attention_heads)
         self.up4 = nn.ConvTranspose3d(c8, c4, kernel_size=2, stride=2)
-        self.fuse = nn.Sequential(_conv_norm_act(2 * c4, c4), ResidualBlock3D(c4))
+        self.fuse = nn.Sequential(_conv_norm(2 * c4, c4), ResidualBlock3D(c4))
         self.neck = nn.Sequential(
             nn.Conv3d(c4, out_chans, kernel_size=1, bias=False),
             LayerNorm3d(out_chans),
