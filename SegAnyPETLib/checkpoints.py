@@ -277,11 +277,14 @@ def _describe_mismatch(model: Sam3D, state: Mapping[str, torch.Tensor], path) ->
 def model_from_checkpoint(data: Mapping[str, Any], path: Union[str, Path] = "checkpoint") -> Sam3D:
     """Build the network described by (or inferred from) a checkpoint and load its weights strictly."""
     state = extract_state_dict(data, path)
-    if isinstance(data.get("model_config"), Mapping):
-        config = ModelConfig.from_dict(dict(data["model_config"]))
-    else:
-        config = infer_architecture(state)
-    model = build_model(config)
+    try:
+        if isinstance(data.get("model_config"), Mapping):
+            config = ModelConfig.from_dict(dict(data["model_config"]))
+        else:
+            config = infer_architecture(state)
+        model = build_model(config)
+    except SegAnyPETError as error:  # an architecture this version cannot build
+        raise SegAnyPETError(f"{path}: {error}") from error
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

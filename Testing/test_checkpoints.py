@@ -66,6 +66,10 @@ def test_corrupt_and_wrong_files_get_clear_errors(tmp_path, tiny_state):
     torch.save(broken, tmp_path / "broken.pth")
     with pytest.raises(SegAnyPETError, match=r"1 missing \(mask_decoder.iou_token.weight\); 1 unexpected \(extra.weight\)"):
         load_model(tmp_path / "broken.pth", device="cpu")
+    unknown = tmp_path / "unknown_encoder.pt"
+    torch.save({"model_state_dict": tiny_state, "model_config": {"name": "x", "encoder": "mlp"}}, unknown)
+    with pytest.raises(SegAnyPETError, match=f"{unknown}: unknown image encoder 'mlp'"):
+        load_model(unknown, device="cpu")
 
 
 def test_pickled_objects_are_refused(tmp_path, tiny_state):
