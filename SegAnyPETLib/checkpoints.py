@@ -293,22 +293,39 @@ def model_from_checkpoint(data: Mapping[str, Any], path: Union[str, Path] = "che
         model.preprocessing = PreprocessConfig.from_dict(dict(data["preprocessing"]))
     if isinstance(data.get("metadata"), Mapping):
         model.metadata = dict(data["metadata"])
+    if "mask_threshold" in data:
+        model.mask_threshold = check_mask_threshold(data["mask_threshold"], f"{path}: mask_threshold")
     return model
+
+
+def check_mask_threshold(value: Any, what: str = "mask threshold") -> float:
+    """A probability strictly between 0 and 1, or one clear error."""
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = float("nan")
+    if not 0.0 < threshold < 1.0:
+        raise SegAnyPETError(f"{what} must be a probability between 0 and 1 (exclusive), got {value!r}")
+    return threshold
+
+
+def checkpoint_file(source: Union[str, Path] = "auto") -> Tuple[str, Path]:
+    """(resolved name, local file) of a registry name, ``"auto"``, a file or ``hf://...`` (downloads)."""
+    name = resolve_source(str(source))
+    if name in REGISTRY or name.startswith("hf://"):
+        return name, download(name)
+    path = Path(name)
+    if not path.exists():
+        raise SegAnyPETError(
+            f"unknown model {name!r}: neither a registry name ({', '.join(REGISTRY)}), nor an existing "
+            "checkpoint file, nor hf://owner/repo/file"
+        )
+    return name, path
 
 
 def load_model(source: Union[str, Path] = "auto", device: str = "auto") -> Sam3D:
     """Load a network ready for inference: registry name, ``"auto"``, local file or ``hf://...``."""
-    source = str(source)
-    name = resolve_source(source)
-    if name in REGISTRY or name.startswith("hf://"):
-        path = download(name)
-    else:
-        path = Path(name)
-        if not path.exists():
-            raise SegAnyPETError(
-                f"unknown model {name!r}: neither a registry name ({', '.join(REGISTRY)}), nor an existing "
-                "checkpoint file, nor hf://owner/repo/file"
-            )
+    name, path = checkpoint_file(source)
     model = model_from_checkpoint(read_checkpoint(path), path)
     model.source = name
     logger.info("loaded %s (%s, %s)", name, model.config.name, path)
@@ -334,6 +351,7 @@ def save_checkpoint(
         "model_config": model.config.to_dict(),
         "preprocessing": (preprocessing or model.preprocessing).to_dict(),
         "metadata": dict(metadata or {}),
+        "mask_threshold": float(model.mask_threshold),
         "model_state_dict": {k: v.detach().cpu() for k, v in state.items()},
     }
     payload.update(extra or {})

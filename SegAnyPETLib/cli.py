@@ -12,7 +12,7 @@ from .errors import SegAnyPETError
 
 # Each name is a module SegAnyPETLib.commands.<name> with ``add_parser(subparsers)`` that registers
 # the sub-command and sets ``func(args) -> int`` on it. Modules keep heavy imports inside ``func``.
-COMMANDS = ("demo", "segment", "models", "bench", "phantom", "suv", "stats", "train", "evaluate")
+COMMANDS = ("demo", "segment", "models", "bench", "phantom", "suv", "stats", "train", "evaluate", "calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:

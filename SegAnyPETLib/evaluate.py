@@ -46,12 +46,13 @@ def method_name(source: str) -> str:
 class ModelSegmenter:
     """The network through :class:`~SegAnyPETLib.session.InteractiveSession`."""
 
-    def __init__(self, model, device: str = "auto", name: Optional[str] = None) -> None:
+    def __init__(self, model, device: str = "auto", name: Optional[str] = None,
+                 mask_threshold: Optional[float] = None) -> None:
         from .session import InteractiveSession
 
         # Every target gets its own crop around its first click (the official protocol), so a
         # target's result does not depend on the targets evaluated before it.
-        self.session = InteractiveSession(model, device=device, reuse_crops=False)
+        self.session = InteractiveSession(model, device=device, reuse_crops=False, mask_threshold=mask_threshold)
         self.name = name or method_name(str(getattr(model, "source", None) or "model"))
 
     def set_image(self, image: sitk.Image) -> None:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .checkpoints import check_mask_threshold
 from .device import resolve_device
 from .errors import SegAnyPETError
 from .model import Sam3D
@@ -89,6 +90,8 @@ class InteractiveSession:
             inside (fast for users); ``False`` always centres the first crop on the first click, as
             the official protocol does (evaluation: every target independent of the others).
         precision: encoder precision on GPU: ``"auto"`` (float16/bfloat16 autocast) or ``"fp32"``.
+        mask_threshold: probability above which a voxel is in the mask; default: the model's
+            (0.5, or the value calibrated for its checkpoint).
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
@@ -100,6 +103,7 @@ class InteractiveSession:
         extend: bool = True,
         reuse_crops: bool = True,
         precision: str = "auto",
+        mask_threshold: Optional[float] = None,
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -109,6 +113,7 @@ class InteractiveSession:
         self.extend = extend
         self.reuse_crops = reuse_crops
         self.precision = precision
+        self.mask_threshold = check_mask_threshold(model.mask_threshold if mask_threshold is None else mask_threshold)
         self.progress = progress
         self.timing: Dict[str, float] = {}
         self._cancel = threading.Event()
@@ -383,7 +388,7 @@ class InteractiveSession:
                 denominator[outer] += weight[inner]
             with np.errstate(invalid="ignore", divide="ignore"):
                 merged = np.where(denominator > 0, numerator / np.maximum(denominator, 1e-12), 0.0)
-            self._mask[region] = (merged > 0.5).astype(np.uint8)
+            self._mask[region] = (merged > self.mask_threshold).astype(np.uint8)
         self.timing["paste_ms"] = 1000 * (time.perf_counter() - started)
 
     def _extend_crops(self, crops: Sequence[_Crop]) -> List[_Crop]:
@@ -409,7 +414,7 @@ class InteractiveSession:
 
     def _border_contacts(self, crop: _Crop) -> List[Tuple[np.ndarray, Point]]:
         """For each crop face the mask touches (inside the image): a new crop centre and a seed."""
-        mask = self._crop_probability(crop) > 0.5
+        mask = self._crop_probability(crop) > self.mask_threshold
         size = crop.grid.size
         spacing = np.asarray(crop.grid.spacing)
         extent = spacing * (size - 1)

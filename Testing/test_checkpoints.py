@@ -50,7 +50,20 @@ def test_our_checkpoints_store_architecture_and_preprocessing(tmp_path):
     assert loaded.config == model.config
     assert loaded.preprocessing.spacing == (2.0, 2.0, 2.0)
     assert loaded.metadata == {"note": "x"}
+    assert loaded.mask_threshold == 0.5
     assert same_weights(loaded, model.state_dict())
+
+
+def test_the_mask_threshold_travels_with_the_checkpoint(tmp_path, tiny_state):
+    model = build_model("tiny")
+    model.load_state_dict(tiny_state)
+    model.mask_threshold = 0.3
+    save_checkpoint(tmp_path / "calibrated.pt", model)
+    assert load_model(tmp_path / "calibrated.pt", device="cpu").mask_threshold == 0.3
+    for bad in (0.0, 1.5, "high"):
+        torch.save({"model_state_dict": tiny_state, "mask_threshold": bad}, tmp_path / "bad.pt")
+        with pytest.raises(SegAnyPETError, match=r"bad\.pt: mask_threshold must be a probability"):
+            load_model(tmp_path / "bad.pt", device="cpu")
 
 
 def test_corrupt_and_wrong_files_get_clear_errors(tmp_path, tiny_state):

@@ -35,6 +35,11 @@ def test_segment_writes_a_mask_on_the_input_grid(tmp_path, pet_file, tiny_checkp
     assert main(["segment", str(pet_file), "-o", str(out_ras), "--model", str(tiny_checkpoint), "--device", "cpu",
                  "--space", "ras", *ras]) == 0
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out_ras))), sitk.GetArrayFromImage(mask))
+    # A higher mask threshold keeps a subset of the voxels.
+    out_high = tmp_path / "mask_high.nii.gz"
+    assert main([*args[:3], str(out_high), *args[4:], "--mask-threshold", "0.9"]) == 0
+    high = sitk.GetArrayFromImage(sitk.ReadImage(str(out_high))).astype(bool)
+    assert not np.any(high & ~sitk.GetArrayFromImage(mask).astype(bool))
 
 
 def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_file, tiny_checkpoint, capsys):
@@ -57,6 +62,8 @@ def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_fi
          f"PET image {nan_file} contains 1 NaN"),
         (["segment", str(pet_file), "-o", str(tmp_path / "m.nii.gz"), "--model", str(garbage), "--point", "1,1,1"],
          f"cannot read checkpoint {garbage}: corrupt or not a PyTorch checkpoint (Unsupported operand"),
+        (base[:3] + [str(tmp_path / "m.nii.gz")] + base[4:] + ["--point", "1,1,1", "--mask-threshold", "1.5"],
+         "mask threshold must be a probability"),
     ]
     for args, message in cases:
         capsys.readouterr()

@@ -33,6 +33,22 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
     assert len(calls) == 1
 
 
+def test_the_mask_threshold_is_the_operating_point(tiny_model, blob_image):
+    masks = {}
+    for threshold in (0.3, 0.5, 0.7):
+        session = InteractiveSession(tiny_model, device="cpu", extend=False, mask_threshold=threshold)
+        session.set_image(blob_image)
+        masks[threshold] = session.add_click((24, 20, 18)).astype(bool)
+    assert not np.any(masks[0.7] & ~masks[0.5]) and not np.any(masks[0.5] & ~masks[0.3])
+    assert masks[0.3].sum() > masks[0.7].sum()
+    tiny_model.mask_threshold = 0.7  # a calibrated checkpoint's threshold is the default
+    default = InteractiveSession(tiny_model, device="cpu", extend=False)
+    default.set_image(blob_image)
+    assert np.array_equal(default.add_click((24, 20, 18)).astype(bool), masks[0.7])
+    with pytest.raises(SegAnyPETError, match="mask threshold must be a probability"):
+        InteractiveSession(tiny_model, device="cpu", mask_threshold=1.0)
+
+
 def test_protocol_mode_centres_every_object_on_its_first_click(tiny_model, blob_image):
     """reuse_crops=False (evaluation): a target's crop never depends on the targets before it."""
     alone = InteractiveSession(tiny_model, device="cpu", extend=False, reuse_crops=False)

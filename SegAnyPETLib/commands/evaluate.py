@@ -30,6 +30,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--baseline", action="append", choices=("threshold", "growcut"), default=[],
                         help="also run a baseline through the same clicks (repeatable)")
     parser.add_argument("--no-model", action="store_true", help="evaluate only the baselines")
+    parser.add_argument("--mask-threshold", type=float,
+                        help="probability threshold of the model's masks (default: the checkpoint's, else 0.5)")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         raise SegAnyPETError("--no-model needs at least one --baseline")
 
     def segmenters():
-        methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device)]
+        methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
+                                                         mask_threshold=args.mask_threshold)]
         return methods + [make_baseline(name) for name in args.baseline]
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None

@@ -117,6 +117,9 @@ class Sam3D(nn.Module):
         self.preprocessing = preprocessing or PreprocessConfig(crop_size=config.img_size)
         self.source: Optional[str] = None
         self.metadata: Dict[str, Any] = {}
+        # Probability above which a voxel joins the mask: 0.5 (SAM's logit 0) unless the checkpoint
+        # carries a threshold calibrated on validation cases (``seganypet calibrate``).
+        self.mask_threshold: float = 0.5
         grid = config.embedding_grid
         self.image_encoder = _build_image_encoder(config)
         self.prompt_encoder = PromptEncoder3D(

@@ -1,0 +1,50 @@
+"""``seganypet calibrate``: the mask threshold chosen on validation cases, written to a copy."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from SegAnyPETLib.calibration import sweep_thresholds
+from SegAnyPETLib.checkpoints import load_model, read_checkpoint
+from SegAnyPETLib.cli import main
+from SegAnyPETLib.data import open_dataset
+
+
+def test_calibrate_writes_the_best_threshold_into_a_copy(tmp_path, tiny_checkpoint, phantom_dataset, capsys):
+    out = tmp_path / "calibrated.pt"
+    args = ["calibrate", "--model", str(tiny_checkpoint), "--data", str(phantom_dataset), "--cases", "1",
+            "--targets", "liver,kidney_left", "--thresholds", "0.2,0.5,0.8", "--clicks", "1", "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    calibrated = read_checkpoint(out)
+    record = calibrated["metadata"]["mask_threshold_calibration"]
+    last_case = open_dataset(phantom_dataset, split="train").cases[-1].case_id
+    assert record["cases"] == [last_case] and record["clicks"] == [1]
+    table = {float(t): d for t, d in record["mean_dice"].items()}
+    assert set(table) == {0.2, 0.5, 0.8}
+    assert calibrated["mask_threshold"] == max(table, key=table.get)
+    assert f"mask threshold {calibrated['mask_threshold']:g}" in printed
+    # The same numbers as a direct sweep, and the weights are untouched.
+    model = load_model(tiny_checkpoint, device="cpu")
+    direct = sweep_thresholds(model, open_dataset(phantom_dataset, split="train").cases[-1:], ["liver", "kidney_left"],
+                              (0.2, 0.5, 0.8), device="cpu", progress=False)
+    assert {t: round(d, 4) for t, d in direct.items()} == table
+    original = read_checkpoint(tiny_checkpoint)["model_state_dict"]
+    assert all(torch.equal(calibrated["model_state_dict"][k], v) for k, v in original.items())
+    assert load_model(out, device="cpu").mask_threshold == calibrated["mask_threshold"]
+    # Nothing is overwritten without being asked; bad thresholds and case counts are refused.
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args[:-1], str(tmp_path / "x.pt"), "--thresholds", "0,0.5"])
+    assert "must be probabilities" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "x.pt"), "--cases", "9"]) == 2
+    assert "has 3 training cases" in capsys.readouterr().err
+
+
+def test_a_bare_state_dict_is_wrapped_to_carry_the_threshold(tmp_path, tiny_model, phantom_dataset):
+    bare = tmp_path / "bare.pth"
+    torch.save(tiny_model.state_dict(), bare)
+    out = tmp_path / "calibrated.pth"
+    assert main(["calibrate", "--model", str(bare), "--data", str(phantom_dataset), "--cases", "1", "--targets", "liver",
+                 "--thresholds", "0.4", "--clicks", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert load_model(out, device="cpu").mask_threshold == 0.4
