@@ -15,6 +15,9 @@ def test_bundled_model_loads_offline_and_is_verified(monkeypatch):
     assert model.config.name == "tiny_conv" and model.source == "demo"
     assert model.preprocessing.crop_size == model.config.img_size
     assert model.metadata["trained_steps"] > 0
+    # Its mask threshold is the best of the sweep recorded by ``seganypet calibrate``.
+    sweep = model.metadata["mask_threshold_calibration"]["mean_dice"]
+    assert model.mask_threshold == max((float(t) for t in sweep), key=lambda t: sweep[repr(t)])
 
 
 def test_demo_writes_masks_statistics_and_overlay(tmp_path, capsys, monkeypatch):
