@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import check_mask_threshold, checkpoint_file, model_from_checkpoint, read_checkpoint
 from .errors import SegAnyPETError
-from .io import atomic_path
+from .io import atomic_path, ensure_writable
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def sweep_thresholds(
     cases: Sequence,
     targets: Optional[Sequence[str]] = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    clicks: Sequence[int] = (1,),
+    clicks: Sequence[int] = (1, 3, 5),
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
@@ -59,7 +59,7 @@ def calibrate_checkpoint(
     out: Union[str, Path],
     last_cases: Optional[int] = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
-    clicks: Sequence[int] = (1,),
+    clicks: Sequence[int] = (1, 3, 5),
     targets: Optional[Sequence[str]] = None,
     seed: int = 0,
     device: str = "auto",
@@ -71,6 +71,7 @@ def calibrate_checkpoint(
     the sweep in its metadata. Returns (chosen threshold, {threshold: mean Dice})."""
     from .data import open_dataset
 
+    ensure_writable(out, overwrite)  # before minutes of clicks, not after
     name, path = checkpoint_file(source)
     checkpoint = read_checkpoint(path)
     model = model_from_checkpoint(checkpoint, path).eval()

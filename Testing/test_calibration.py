@@ -27,7 +27,7 @@ def test_calibrate_writes_the_best_threshold_into_a_copy(tmp_path, tiny_checkpoi
     # The same numbers as a direct sweep, and the weights are untouched.
     model = load_model(tiny_checkpoint, device="cpu")
     direct = sweep_thresholds(model, open_dataset(phantom_dataset, split="train").cases[-1:], ["liver", "kidney_left"],
-                              (0.2, 0.5, 0.8), device="cpu", progress=False)
+                              (0.2, 0.5, 0.8), clicks=(1,), device="cpu", progress=False)
     assert {t: round(d, 4) for t, d in direct.items()} == table
     original = read_checkpoint(tiny_checkpoint)["model_state_dict"]
     assert all(torch.equal(calibrated["model_state_dict"][k], v) for k, v in original.items())

@@ -59,6 +59,12 @@ def test_the_bundled_recipe_trains_and_validates_its_network(phantom_dataset, tm
     model = load_model(out / "best.pt", device="cpu")
     assert model.config.name == "tiny_conv" and model.config.embedding_grid == 16
     assert model.preprocessing.spacing == (4.0, 4.0, 4.0)
+    # Fine-tuning the calibrated bundled model: its mask threshold does not carry over to new weights.
+    assert load_model("demo", device="cpu").mask_threshold != 0.5
+    assert main(["train", "--config", "bundled_tiny", "--init", "demo", "--data", str(phantom_dataset),
+                 "--out", str(tmp_path / "finetuned"), "--max-steps", "1", "--batch-size", "1", "--hq-cases", "1", "--val-cases", "1",
+                 "--num-workers", "0", "--quiet-progress"]) == 0
+    assert load_model(tmp_path / "finetuned" / "last.pt", device="cpu").mask_threshold == 0.5
 
 
 def test_run_folders_are_protected(phantom_dataset, tmp_path, capsys):
