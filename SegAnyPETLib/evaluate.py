@@ -54,6 +54,8 @@ class ModelSegmenter:
         # target's result does not depend on the targets evaluated before it.
         self.session = InteractiveSession(model, device=device, reuse_crops=False, mask_threshold=mask_threshold)
         self.name = name or method_name(str(getattr(model, "source", None) or "model"))
+        if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
+            self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
 
     def set_image(self, image: sitk.Image) -> None:
         self.session.set_image(image)

@@ -134,3 +134,7 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
     assert main([*common, "--out", str(tmp_path / "full")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "bad"), "--targets", "pancreas"]) == 2
+    # A threshold other than the checkpoint's is part of the method's name.
+    assert main([*common[:-4], "--out", str(tmp_path / "low"), "--clicks", "1", "--mask-threshold", "0.2"]) == 0
+    with open(tmp_path / "low" / "results.csv", newline="") as handle:
+        assert {r["method"] for r in csv.DictReader(handle)} == {f"{tiny_checkpoint.name} (mask threshold 0.2)"}
