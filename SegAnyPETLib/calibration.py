@@ -81,10 +81,7 @@ def calibrate_checkpoint(
         if not 0 < last_cases <= len(cases):
             raise SegAnyPETError(f"--cases {last_cases}: {data} has {len(cases)} training cases")
         cases = cases[-last_cases:]
-    if targets:
-        unknown = [t for t in targets if t not in dataset.labels]
-        if unknown:
-            raise SegAnyPETError(f"target(s) {', '.join(unknown)} not in {data} (it has {', '.join(dataset.labels)})")
+    dataset.select_targets(targets)  # unknown names fail before the sweep
     table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress)
     best = max(table, key=lambda t: (table[t], -abs(t - 0.5)))  # ties: the one nearest 0.5
     if not any(isinstance(checkpoint.get(key), Mapping) for key in ("model_state_dict", "state_dict", "model")):

@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -67,6 +67,15 @@ class Dataset:
 
     def __iter__(self):
         return iter(self.cases)
+
+    def select_targets(self, names: Optional[Sequence[str]] = None) -> Dict[str, int]:
+        """``labels`` restricted to ``names`` (all when None or empty), or one error naming the unknown ones."""
+        if not names:
+            return dict(self.labels)
+        unknown = [name for name in names if name not in self.labels]
+        if unknown:
+            raise SegAnyPETError(f"target(s) {', '.join(unknown)} not in {self.root} (it has {', '.join(self.labels)})")
+        return {name: self.labels[name] for name in names}
 
     def with_target(self, target: str) -> List[Case]:
         """The cases that declare ``target``."""

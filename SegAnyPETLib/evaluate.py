@@ -267,12 +267,7 @@ def evaluate_dataset(
     for path in {part, out_dir / "results.csv", out_dir / "summary.md", out_dir / "summary.png"}:
         ensure_writable(path, overwrite)  # a merged report is only written by this run's shards
     dataset = open_dataset(data, split="auto")
-    wanted = dict(dataset.labels)
-    if targets:
-        unknown = [t for t in targets if t not in wanted]
-        if unknown:
-            raise SegAnyPETError(f"target(s) {', '.join(unknown)} not in {data} (it has {', '.join(wanted)})")
-        wanted = {t: wanted[t] for t in targets}
+    wanted = dataset.select_targets(targets)
     cases = dataset.cases[index::count]
     segmenters = make_segmenters()
     results: List[Result] = []

@@ -64,12 +64,7 @@ def _load_cases(config, preprocessing, rank: int):
     from .training.data import TrainingCase
 
     dataset = open_dataset(config.data, split="train", noisy_labels=config.lq_labels if config.hq_cases is not None else None)
-    targets = dict(dataset.labels)
-    if config.targets:
-        unknown = [t for t in config.targets if t not in targets]
-        if unknown:
-            raise SegAnyPETError(f"target(s) {', '.join(unknown)} not in {config.data} ({', '.join(targets)})")
-        targets = {t: targets[t] for t in config.targets}
+    targets = dataset.select_targets(config.targets)
     unknown = [t for t in config.target_weights if t not in targets]
     if unknown:
         raise SegAnyPETError(f"target_weights names {', '.join(unknown)}, which are not trained targets")

@@ -3,17 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .evaluate import parse_clicks
+from .evaluate import comma_list, parse_clicks
 
-
-def parse_thresholds(text: str):
-    try:
-        values = sorted({float(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        values = []
-    if not values or values[0] <= 0 or values[-1] >= 1:
-        raise argparse.ArgumentTypeError(f"--thresholds {text!r} must be probabilities in (0, 1) like 0.2,0.3,0.5")
-    return values
+parse_thresholds = comma_list(float, lambda p: 0 < p < 1, "--thresholds", "probabilities in (0, 1) like 0.2,0.3,0.5")
 
 
 def add_parser(subparsers) -> None:

@@ -4,14 +4,22 @@ from __future__ import annotations
 import argparse
 
 
-def parse_clicks(text: str):
-    try:
-        counts = sorted({int(v) for v in text.split(",") if v.strip()})
-    except ValueError:
-        counts = []
-    if not counts or counts[0] < 1:
-        raise argparse.ArgumentTypeError(f"--clicks {text!r} must be positive integers like 1,3,5")
-    return counts
+def comma_list(convert, valid, option: str, expected: str):
+    """An argparse type: sorted unique ``convert``-ed values of "a,b,c", each ``valid``, else one error."""
+
+    def parse(text: str):
+        try:
+            values = sorted({convert(v) for v in text.split(",") if v.strip()})
+        except ValueError:
+            values = []
+        if not values or not all(valid(v) for v in values):
+            raise argparse.ArgumentTypeError(f"{option} {text!r} must be {expected}")
+        return values
+
+    return parse
+
+
+parse_clicks = comma_list(int, lambda count: count >= 1, "--clicks", "positive integers like 1,3,5")
 
 
 def add_parser(subparsers) -> None:
