@@ -117,7 +117,9 @@ class InteractiveTrainingStep(nn.Module):
                     dense_prompt_embeddings=dense,
                     multimask_output=False,
                 )
-                logits = F.interpolate(low_logits, size=size, mode="trilinear", align_corners=False)
+                logits = low_logits
+                if low_logits.shape[2:] != size:  # the ViTs' 1/4-resolution logits; tiny_conv's are full size
+                    logits = F.interpolate(low_logits, size=size, mode="trilinear", align_corners=False)
             prediction = logits[:, 0].detach() > 0
             previous = low_logits.detach()
             if track:
