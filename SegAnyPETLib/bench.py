@@ -52,6 +52,7 @@ def _bench_one(source: str, device_name: str, repeats: int, reference: bool) -> 
     from .checkpoints import load_model
     from .device import resolve_device
     from .model import build_model
+    from .model.common import upsample_logits
     from .preprocessing import CropGrid, extract_crop
     from .session import InteractiveSession
 
@@ -110,7 +111,7 @@ def _bench_one(source: str, device_name: str, repeats: int, reference: bool) -> 
             logits, _ = model.mask_decoder(image_embeddings=embedding, image_pe=model.prompt_encoder.get_dense_pe(),
                                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                            multimask_output=False)
-            upsampled = F.interpolate(logits, size=(size,) * 3, mode="trilinear", align_corners=False)
+            upsampled = upsample_logits(logits, (size,) * 3)
             mask = (torch.sigmoid(upsampled) > 0.5).cpu().numpy().squeeze().astype(np.uint8)
         # SAM-Med3D data_postprocess: crop into the resampled volume, nearest to the original size.
         resampled_shape = [int(round(n * s / t)) for n, s, t in zip(original_shape, image.GetSpacing()[::-1], model.preprocessing.spacing)]

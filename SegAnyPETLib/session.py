@@ -21,13 +21,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from .checkpoints import check_mask_threshold
 from .device import resolve_device
 from .errors import SegAnyPETError
 from .model import Sam3D
+from .model.common import upsample_logits
 from .preprocessing import (
     CropGrid,
     PreprocessConfig,
@@ -354,8 +354,7 @@ class InteractiveSession:
     def _crop_probability(self, crop: _Crop) -> np.ndarray:
         """Sigmoid of the logits upsampled to the crop (trilinear, as the official code), (i, j, k)."""
         with torch.inference_mode():
-            size = (crop.grid.size,) * 3
-            upsampled = F.interpolate(crop.logits, size=size, mode="trilinear", align_corners=False)
+            upsampled = upsample_logits(crop.logits, (crop.grid.size,) * 3)
             return torch.sigmoid(upsampled)[0, 0].float().cpu().numpy()
 
     def _region_values(self, crop: _Crop) -> Tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Small building blocks shared by the encoder, prompt encoder and decoder."""
 from __future__ import annotations
 
-from typing import Type
+from typing import Sequence, Type
 
 import torch
 import torch.nn.functional as F
@@ -51,3 +51,11 @@ class MLP(nn.Module):
             if index < len(self.layers) - 1:
                 x = F.relu(x)
         return x
+
+
+def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Mask logits (B, M, X, Y, Z) resized trilinearly to ``size`` (as the official code); unchanged
+    when already that size (``tiny_conv`` decodes at full crop resolution)."""
+    if tuple(logits.shape[2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode="trilinear", align_corners=False)

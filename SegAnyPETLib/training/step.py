@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Set
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..clicks import next_clicks_batch
 from ..model import Sam3D
+from ..model.common import upsample_logits
 from .losses import consistency_loss, dice_ce_loss, predictive_entropy, rectify_labels
 
 
@@ -117,9 +117,7 @@ class InteractiveTrainingStep(nn.Module):
                     dense_prompt_embeddings=dense,
                     multimask_output=False,
                 )
-                logits = low_logits
-                if low_logits.shape[2:] != size:  # the ViTs' 1/4-resolution logits; tiny_conv's are full size
-                    logits = F.interpolate(low_logits, size=size, mode="trilinear", align_corners=False)
+                logits = upsample_logits(low_logits, size)
             prediction = logits[:, 0].detach() > 0
             previous = low_logits.detach()
             if track:
