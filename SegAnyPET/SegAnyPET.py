@@ -282,6 +282,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
+        self.ui.mirrorCheckBox.connect("toggled(bool)", self.onMirrorToggled)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -362,6 +363,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.setCurrentIndex(max(index, 0))
         device = settings.value("SegAnyPET/Device", "auto")
         self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(device) if device in DEVICES else 0)
+        self.ui.mirrorCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/Mirror", False))
+        self.logic.setMirror(self.ui.mirrorCheckBox.checked)
 
     def _modelSource(self):
         choice = self.ui.modelComboBox.currentData
@@ -397,6 +400,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings.setValue("SegAnyPET/Device", self._device())
         self.logic.setModel(self._modelSource(), self._device())
         self.updateGui()
+
+    def onMirrorToggled(self, checked):
+        if self.runner.running:
+            return
+        qt.QSettings().setValue("SegAnyPET/Mirror", bool(checked))
+        self.logic.setMirror(checked)
 
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
@@ -595,6 +604,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         remote = self.ui.modelComboBox.currentData not in (LOCAL_MODEL, "demo")
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
+                       self.ui.mirrorCheckBox,
                        self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
                        self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

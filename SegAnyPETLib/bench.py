@@ -2,10 +2,10 @@
 
 For each model: the image-embedding time of our encoder and of the official computation (every
 zero-padded window token attended), the click latency of our session (prompt encoder, decoder,
-upsampling and paste-back onto the whole-body grid) and of the official click path (the same
-network calls, ``sigmoid(trilinear) > 0.5`` and SAM-Med3D's paste-back: put the crop into the
-resampled volume, nearest-neighbour interpolation to the original size), and the peak memory of a
-fresh process doing all of it.
+upsampling and paste-back onto the whole-body grid; also with test-time mirroring) and of the
+official click path (the same network calls, ``sigmoid(trilinear) > 0.5`` and SAM-Med3D's
+paste-back: put the crop into the resampled volume, nearest-neighbour interpolation to the
+original size), and the peak memory of a fresh process doing all of it.
 """
 from __future__ import annotations
 
@@ -81,20 +81,27 @@ def _bench_one(source: str, device_name: str, repeats: int, reference: bool) -> 
                 block.padded_fast_path = True
             result["encoder_speedup"] = result["embed_official_ms"] / result["embed_ms"]
 
-    # Our click: a session on the whole-body image, clicks inside the same crop.
-    session = InteractiveSession(model, device=str(device), extend=False)
-    session.set_image(image)
+    # Our click: a session on the whole-body image, clicks inside the same crop; then the same with
+    # test-time mirroring (8 embeddings cached, one decoder batch of 8 per click).
     index = [s // 2 for s in image.GetSize()]
-    session.add_click(index)
     offsets = [(2, 0, 0), (0, 2, 0), (0, 0, 2), (-2, 0, 0)]
-    state = {"n": 0}
 
-    def click():
-        dx, dy, dz = offsets[state["n"] % len(offsets)]
-        state["n"] += 1
-        session.add_click([index[0] + dx, index[1] + dy, index[2] + dz], positive=state["n"] % 2 == 0)
+    def clicks_in(session: InteractiveSession):
+        session.set_image(image)
+        session.add_click(index)
+        state = {"n": 0}
 
-    result["click_ms"] = _timed(click, repeats, device)
+        def click():
+            dx, dy, dz = offsets[state["n"] % len(offsets)]
+            state["n"] += 1
+            session.add_click([index[0] + dx, index[1] + dy, index[2] + dz], positive=state["n"] % 2 == 0)
+
+        return click
+
+    session = InteractiveSession(model, device=str(device), extend=False)
+    result["click_ms"] = _timed(clicks_in(session), repeats, device)
+    mirrored = InteractiveSession(model, device=str(device), extend=False, mirror=True)
+    result["mirrored_click_ms"] = _timed(clicks_in(mirrored), repeats, device)
 
     # The official click path on the same embedding, points and previous logits.
     embedding = session._embeddings[session.crops[0]]
@@ -165,14 +172,15 @@ def environment() -> Dict[str, Any]:
 
 
 def format_table(results: List[Dict[str, Any]]) -> str:
-    lines = ["| model | device | crop | embedding ms | official embedding ms | speed-up | click ms | official click ms | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | device | crop | embedding ms | official embedding ms | speed-up | click ms | mirrored click ms | official click ms | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r.get('model', '?')} | error: {r['error']} |||||||")
+            lines.append(f"| {r.get('model', '?')} | error: {r['error']} ||||||||")
             continue
         def f(key, fmt="{:.0f}"):
             return fmt.format(r[key]) if key in r else "-"
         lines.append(f"| {r['model']} | {r['device']} | {r['crop']} | {f('embed_ms')} | {f('embed_official_ms')} | "
-                     f"{f('encoder_speedup', '{:.1f}x')} | {f('click_ms')} | {f('official_click_ms')} | {f('peak_rss_mb')} |")
+                     f"{f('encoder_speedup', '{:.1f}x')} | {f('click_ms')} | {f('mirrored_click_ms')} | {f('official_click_ms')} | "
+                     f"{f('peak_rss_mb')} |")
     return "\n".join(lines)

@@ -38,22 +38,24 @@ class Segmenter(Protocol):
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
 
-def method_name(source: str) -> str:
+def method_name(source: str, mirror: bool = False) -> str:
     """A model's name in reports: a checkpoint file by its file name, anything else as given."""
-    return Path(source).name if Path(source).suffix in (".pt", ".pth") else source
+    name = Path(source).name if Path(source).suffix in (".pt", ".pth") else source
+    return name + " (mirrored)" if mirror else name
 
 
 class ModelSegmenter:
     """The network through :class:`~SegAnyPETLib.session.InteractiveSession`."""
 
     def __init__(self, model, device: str = "auto", name: Optional[str] = None,
-                 mask_threshold: Optional[float] = None) -> None:
+                 mask_threshold: Optional[float] = None, mirror: bool = False) -> None:
         from .session import InteractiveSession
 
         # Every target gets its own crop around its first click (the official protocol), so a
         # target's result does not depend on the targets evaluated before it.
-        self.session = InteractiveSession(model, device=device, reuse_crops=False, mask_threshold=mask_threshold)
-        self.name = name or method_name(str(getattr(model, "source", None) or "model"))
+        self.session = InteractiveSession(model, device=device, reuse_crops=False, mask_threshold=mask_threshold,
+                                          mirror=mirror)
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror)
         if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
             self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
 

@@ -146,6 +146,7 @@ class SegAnyPETLogic:
         maxCrops: most crops per object (large organs grow across crops).
         reuseCrops: let a new segment's first click reuse an encoded crop that holds it (see
             :class:`~SegAnyPETLib.session.InteractiveSession`); batch evaluation turns it off.
+        mirror: test-time mirroring (see :class:`~SegAnyPETLib.session.InteractiveSession`).
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in
@@ -157,11 +158,13 @@ class SegAnyPETLogic:
             that caused it is removed again. Without it the error is logged; see ``lastError``.
     """
 
-    def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, reuseCrops: bool = True) -> None:
+    def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, reuseCrops: bool = True,
+                 mirror: bool = False) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
         self.reuseCrops = reuseCrops
+        self.mirror = mirror
         self.runner: Optional[Runner] = None
         self.progressCallback: Optional[Callable[[float, str], None]] = None
         self.updateCallback: Optional[Callable[[Dict[str, float]], None]] = None
@@ -215,6 +218,13 @@ class SegAnyPETLogic:
         self._session = None
         self._imageStale = True
         self._undoDepth = 0
+
+    def setMirror(self, mirror: bool) -> None:
+        """Turn test-time mirroring on or off; it applies from the next click."""
+        self._requireIdle()
+        self.mirror = bool(mirror)
+        if self._session is not None:
+            self._session.mirror = self.mirror
 
     def setInputVolume(self, volumeNode) -> None:
         """The PET volume the clicks segment (any scalar volume; SUV or activity, the model normalises)."""
@@ -589,7 +599,8 @@ class SegAnyPETLogic:
                 from .session import InteractiveSession
 
                 self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
-                                                   reuse_crops=self.reuseCrops, progress=self._progress)
+                                                   reuse_crops=self.reuseCrops, mirror=self.mirror,
+                                                   progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
                 self._imageStale = False
@@ -714,8 +725,9 @@ class MRMLSegmenter:
     mask is read back from the segment. Used by ``SegAnyPET/Scripts/batch_evaluate.py``.
     """
 
-    def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6) -> None:
-        self.logic = SegAnyPETLogic(model, device, maxCrops, reuseCrops=False)  # as seganypet evaluate
+    def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6,
+                 mirror: bool = False) -> None:
+        self.logic = SegAnyPETLogic(model, device, maxCrops, reuseCrops=False, mirror=mirror)  # as seganypet evaluate
         # The protocol measures each target alone: other segments are never modified and no
         # masking applies, whatever the Segment Editor's settings in the scene are.
         settings = slicer.vtkMRMLSegmentEditorNode()

@@ -79,6 +79,6 @@ def test_bench_reports_embedding_click_and_memory(capsys):
     assert main(["bench", "--model", "random:tiny", "--repeats", "1", "--device", "cpu", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     result = report["models"][0]
-    for key in ("embed_ms", "click_ms", "official_click_ms", "peak_rss_mb"):
+    for key in ("embed_ms", "click_ms", "mirrored_click_ms", "official_click_ms", "peak_rss_mb"):
         assert result[key] > 0
     assert report["statistics"]["label_image_s"] > 0 and report["statistics"]["segments"] == 15

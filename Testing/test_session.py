@@ -232,3 +232,41 @@ def test_encoder_reports_progress_and_can_be_cancelled(arch, blob_image):
     with pytest.raises(Cancelled):
         cancelled.add_click((24, 20, 18))
     assert cancelled.mask.sum() == 0  # the cancelled click left nothing behind
+
+
+def test_mirroring_makes_the_prediction_flip_equivariant(tiny_model):
+    """With test-time mirroring, flipping the image and the click flips the mask exactly."""
+    rng = np.random.default_rng(1)
+    array = rng.gamma(2.0, 1.0, (64, 64, 64)).astype(np.float32)
+    array[20:44, 24:40, 30:50] += 6.0
+    click = (20, 30, 40)  # ijk; the 64^3 image at 4 mm is exactly one crop
+
+    def masks(mirror: bool) -> list:
+        session = InteractiveSession(tiny_model, device="cpu", extend=False, mirror=mirror)
+        session.set_image(array, spacing=(4.0, 4.0, 4.0))
+        results = [session.add_click(click)]
+        for axis in range(3):  # ijk axis; numpy axis 2 - axis
+            session.set_image(np.flip(array, 2 - axis).copy(), spacing=(4.0, 4.0, 4.0))
+            flipped = list(click)
+            flipped[axis] = 63 - flipped[axis]
+            results.append(np.flip(session.add_click(flipped), 2 - axis))
+        return results
+
+    plain, mirrored = masks(False), masks(True)
+    assert 0 < mirrored[0].sum() < mirrored[0].size
+    assert all(np.array_equal(mirrored[0], other) for other in mirrored[1:])
+    assert not all(np.array_equal(plain[0], other) for other in plain[1:])  # the network alone is not symmetric
+
+
+def test_turning_mirroring_on_encodes_the_crop_again(tiny_model, blob_image):
+    calls = count_encoder_runs(tiny_model)
+    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session.set_image(blob_image)
+    plain = session.add_click((24, 20, 18))
+    session.mirror = True
+    session.new_object()
+    mirrored = session.add_click((24, 20, 18))
+    assert len(calls) == 2 and not np.array_equal(plain, mirrored)
+    session.new_object()
+    session.add_click((24, 20, 18))  # the mirrored embeddings are cached
+    assert len(calls) == 2

@@ -134,6 +134,18 @@ def test_clicks_write_the_session_result_into_the_target_segment(model, case, re
     world.logic.cleanup()
 
 
+def test_mirroring_reaches_the_session(world, network, case):
+    liver = organ_center_zyx(case.label, LABELS["liver"])
+    world.logic.setMirror(True)
+    world.click(liver)
+    mirrored = InteractiveSession(network, device="cpu", max_crops=1, mirror=True)
+    mirrored.set_image(case.image)
+    expected = mirrored.add_click(lps(world, liver), space="lps")
+    assert np.array_equal(world.segment(), expected)
+    world.logic.setMirror(False)  # from the next click on; the segment stays as it is
+    assert not world.logic._session.mirror and np.array_equal(world.segment(), expected)
+
+
 def _tag(world, segmentId=None):
     value = vtk.reference("")
     assert world.segmentation.GetSegmentation().GetSegment(segmentId or world.target).GetTag(PROMPTS_TAG, value)

@@ -40,6 +40,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-model", action="store_true", help="evaluate only the baselines")
     parser.add_argument("--mask-threshold", type=float,
                         help="probability threshold of the model's masks (default: the checkpoint's, else 0.5)")
+    parser.add_argument("--mirror", action="store_true",
+                        help="average over the 8 mirrorings of each crop (test-time mirroring: slower, smoother masks)")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     def segmenters():
         methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
-                                                         mask_threshold=args.mask_threshold)]
+                                                         mask_threshold=args.mask_threshold, mirror=args.mirror)]
         return methods + [make_baseline(name) for name in args.baseline]
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None

@@ -30,6 +30,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--negative", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="negative point (repeatable)")
     parser.add_argument("--space", choices=("ijk", "ras", "lps"), default="ijk", help="coordinates of the points (default: ijk voxel index)")
     parser.add_argument("--mask-threshold", type=float, help="probability threshold (default: the checkpoint's, else 0.5)")
+    parser.add_argument("--mirror", action="store_true", help="average over the 8 mirrorings of each crop (test-time mirroring: slower, smoother masks)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable(args.output, args.overwrite)
     image = read_image(args.image, "PET image")
     session = InteractiveSession(load_model(args.model, args.device), device=args.device,
-                                 mask_threshold=args.mask_threshold)
+                                 mask_threshold=args.mask_threshold, mirror=args.mirror)
     session.set_image(image, name=f"PET image {args.image}")
     # Positive points first (the first one places the crop), then the negative ones.
     for point, positive in [(p, True) for p in args.point] + [(p, False) for p in args.negative]:
