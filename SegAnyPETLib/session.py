@@ -63,7 +63,6 @@ class Point:
 @dataclass
 class _Crop:
     grid: CropGrid
-    embedding: torch.Tensor
     region: Optional[Tuple[slice, slice, slice]]
     seeds: List[Point] = field(default_factory=list)
     logits: Optional[torch.Tensor] = None
@@ -306,7 +305,8 @@ class InteractiveSession:
         return CropGrid.around(lps, self.preprocessing, self.image)
 
     def _new_crop(self, grid: CropGrid, seeds: Sequence[Point] = ()) -> _Crop:
-        crop = _Crop(grid, self._embedding(grid), crop_footprint(grid, self.image), list(seeds))
+        self._embedding(grid)  # encode now: a cancelled encoder leaves no crop behind
+        crop = _Crop(grid, crop_footprint(grid, self.image), list(seeds))
         self._crops.append(crop)
         return crop
 
@@ -364,7 +364,7 @@ class InteractiveSession:
         top = crop.grid.size - 1
         with torch.inference_mode():
             logits, _ = self.model.decode(
-                crop.embedding,
+                self._embedding(crop.grid),  # encoded again if mirroring was switched since
                 torch.cat([_mirror_points(coords, axes, top) for axes in mirrorings]),
                 labels.expand(len(mirrorings), -1),
                 torch.cat([previous.flip([2 + a for a in axes]) for axes in mirrorings]),

@@ -268,5 +268,7 @@ def test_turning_mirroring_on_encodes_the_crop_again(tiny_model, blob_image):
     mirrored = session.add_click((24, 20, 18))
     assert len(calls) == 2 and not np.array_equal(plain, mirrored)
     session.new_object()
-    session.add_click((24, 20, 18))  # the mirrored embeddings are cached
-    assert len(calls) == 2
+    assert np.array_equal(session.add_click((24, 20, 18)), mirrored)  # the mirrored embeddings are cached
+    session.mirror = False  # switched in the middle of an object: its crop is encoded again
+    session.add_click((26, 19, 20))
+    assert len(calls) == 3 and session.num_crops == 1
