@@ -4,8 +4,9 @@
     torchrun --nproc_per_node G -m SegAnyPETLib.train --data DIR --out RUN ...   (DDP: NCCL / gloo)
 
 ``RUN/last.pt`` (full training state, written atomically; also loadable as a model),
-``RUN/best.pt`` (best validation Dice at one click), ``RUN/metrics.csv`` (one row per step),
-``RUN/validation.csv`` and ``RUN/config.yaml``. ``--resume`` continues exactly from ``last.pt``.
+``RUN/best.pt`` (best validation Dice at one click, over ``val_targets`` when set),
+``RUN/metrics.csv`` (one row per step), ``RUN/validation.csv`` and ``RUN/config.yaml``.
+``--resume`` continues exactly from ``last.pt``.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from .errors import SegAnyPETError
 from .model import ARCHITECTURES
 
 logger = logging.getLogger(__name__)
+
+VALIDATION_COLUMNS = ("step", "dice_1_click", "dice_1_click_val_targets")
 
 METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "loss_hq", "loss_cps", "loss_lq", "lambda", "seconds")
 DEFAULT_SPACING = {"vit_b_ori": (1.5, 1.5, 1.5), "small": (1.5, 1.5, 1.5), "tiny": (4.0, 4.0, 4.0), "tiny_conv": (4.0, 4.0, 4.0)}
@@ -65,9 +68,10 @@ def _load_cases(config, preprocessing, rank: int):
 
     dataset = open_dataset(config.data, split="train", noisy_labels=config.lq_labels if config.hq_cases is not None else None)
     targets = dataset.select_targets(config.targets)
-    unknown = [t for t in config.target_weights if t not in targets]
-    if unknown:
-        raise SegAnyPETError(f"target_weights names {', '.join(unknown)}, which are not trained targets")
+    for option in ("target_weights", "val_targets"):
+        unknown = [t for t in getattr(config, option) or () if t not in targets]
+        if unknown:
+            raise SegAnyPETError(f"{option} names {', '.join(unknown)}, which are not trained targets")
     cases = list(dataset.cases)
     if config.val_cases >= len(cases):
         raise SegAnyPETError(f"val_cases={config.val_cases} leaves no training case ({len(cases)} cases)")
@@ -269,13 +273,16 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
                 bar.set_postfix(loss=f"{sums['loss']:.3f}", hq=f"{sums['loss_hq']:.3f}")
                 bar.update(1)
             if validation and (done % val_every == 0 or done == total):
-                dice = _validate(model, validation, targets, config, device, rank, world)
+                dice, selection = _validate(model, validation, targets, config, device, rank, world)
                 if rank == 0:
-                    _append_row(run / "validation.csv", ("step", "dice_1_click"), {"step": done, "dice_1_click": dice})
-                    if dice > best:
-                        best = dice
-                        save_checkpoint(run / "best.pt", model, metadata={**_metadata(config, done), "val_dice_1_click": dice})
-                    logger.info("step %d: validation Dice at one click %.4f (best %.4f)", done, dice, best)
+                    _append_row(run / "validation.csv", VALIDATION_COLUMNS,
+                                {"step": done, "dice_1_click": dice, "dice_1_click_val_targets": selection})
+                    if selection > best:
+                        best = selection
+                        save_checkpoint(run / "best.pt", model, metadata={
+                            **_metadata(config, done), "val_dice_1_click": dice, "val_dice_1_click_val_targets": selection})
+                    logger.info("step %d: validation Dice at one click %.4f, %.4f on val_targets (best %.4f)",
+                                done, dice, selection, best)
                 model.train()
             if rank == 0 and (done % checkpoint_every == 0 or done == total):
                 save_state(done)
@@ -330,7 +337,12 @@ def plot_curves(run: Path) -> Path:
         with open(run / "validation.csv", newline="") as handle:
             validation = list(csv.DictReader(handle))
         dice = right.twinx()
-        dice.plot([int(r["step"]) for r in validation], [float(r["dice_1_click"]) for r in validation], "o-", color="C3")
+        validation_steps = [int(r["step"]) for r in validation]
+        dice.plot(validation_steps, [float(r["dice_1_click"]) for r in validation], "o-", color="C3")
+        if validation and "dice_1_click_val_targets" in validation[0]:
+            dice.plot(validation_steps, [float(r["dice_1_click_val_targets"]) for r in validation], "s--", color="C3",
+                      label="val_targets (picks best.pt)")
+            dice.legend(fontsize=7, loc="lower right")
         dice.set_ylabel("validation Dice, 1 click", color="C3")
         dice.set_ylim(0, 1)
     right.legend(fontsize=7, loc="upper left")
@@ -358,27 +370,31 @@ def _average_across_ranks(values: Dict[str, float], device, world: int) -> Dict[
     return {k: float(v) / world for k, v in zip(keys, tensor.tolist())}
 
 
-def _validate(model, cases, targets, config, device, rank: int, world: int) -> float:
-    """Mean Dice at one click over validation cases and targets (rank 0 computes, others wait)."""
+def _validate(model, cases, targets, config, device, rank: int, world: int) -> Tuple[float, float]:
+    """Mean Dice at one click over the validation cases and (all, ``val_targets``) targets; rank 0
+    computes, the others wait."""
     from .data import load_case
     from .evaluate import ModelSegmenter, evaluate_case
 
-    dice = float("nan")
+    scores = torch.full((2,), float("nan"), dtype=torch.float64)
     if rank == 0:
         model.eval()
         segmenter = ModelSegmenter(model, device=str(device), name="validation")
-        scores = []
+        results = []
         for case in cases:
             image, label = load_case(case)
             case_targets = {t: v for t, v in case.labels.items() if t in targets}
-            results = evaluate_case([segmenter], case.case_id, image, _array(label), case_targets, (1,), config.seed)
-            scores += [r.dice for r in results]
-        dice = float(np.mean(scores)) if scores else 0.0
+            results += evaluate_case([segmenter], case.case_id, image, _array(label), case_targets, (1,), config.seed)
+        selected = [r for r in results if config.val_targets is None or r.target in config.val_targets]
+        scores = torch.tensor([_mean_dice(results), _mean_dice(selected)], dtype=torch.float64)
     if world > 1:
-        value = torch.tensor([dice], device=device, dtype=torch.float64)
-        dist.broadcast(value, 0)
-        dice = float(value)
-    return dice
+        scores = scores.to(device)
+        dist.broadcast(scores, 0)
+    return float(scores[0]), float(scores[1])
+
+
+def _mean_dice(results) -> float:
+    return float(np.mean([r.dice for r in results])) if results else 0.0
 
 
 def _array(image):

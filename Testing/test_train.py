@@ -7,10 +7,14 @@ import subprocess
 import sys
 
 import pytest
+import SimpleITK as sitk
 import torch
+import yaml
 
 from SegAnyPETLib.checkpoints import load_model
 from SegAnyPETLib.cli import main
+from SegAnyPETLib.data import load_case, open_dataset
+from SegAnyPETLib.evaluate import ModelSegmenter, evaluate_case
 from SegAnyPETLib.clicks import next_clicks_batch
 from SegAnyPETLib.model import build_model
 from SegAnyPETLib.training.losses import consistency_loss, dice_ce_loss, predictive_entropy, rampup_weight, rectify_labels
@@ -57,6 +61,18 @@ def test_the_bundled_recipe_trains_and_validates_its_network(phantom_dataset, tm
     validation = read_csv(out / "validation.csv")
     assert [int(r["step"]) for r in validation] == [1] and 0 <= float(validation[0]["dice_1_click"]) <= 1
     model = load_model(out / "best.pt", device="cpu")
+    # best.pt is picked on the recipe's val_targets (the five organs of the goal): their mean Dice
+    # at one click on the held-out case, recomputed here from the saved weights.
+    val_targets = yaml.safe_load((out / "config.yaml").read_text())["val_targets"]
+    assert sorted(val_targets) == ["heart", "kidney_left", "kidney_right", "liver", "spleen"]
+    case = open_dataset(phantom_dataset, split="train").cases[-1]
+    image, label = load_case(case)
+    results = evaluate_case([ModelSegmenter(model, device="cpu")], case.case_id, image, sitk.GetArrayFromImage(label),
+                            {t: case.labels[t] for t in val_targets}, (1,), seed=0)
+    assert len(results) == 5
+    recorded = float(validation[0]["dice_1_click_val_targets"])
+    assert recorded == pytest.approx(sum(r.dice for r in results) / 5, abs=1e-6)
+    assert model.metadata["val_dice_1_click_val_targets"] == pytest.approx(recorded, abs=1e-6)
     assert model.config.name == "tiny_conv" and model.config.embedding_grid == 16
     assert model.preprocessing.spacing == (4.0, 4.0, 4.0)
     # Fine-tuning the calibrated bundled model: its mask threshold does not carry over to new weights.
@@ -77,6 +93,9 @@ def test_run_folders_are_protected(phantom_dataset, tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "x"), "--targets", "pancreas"]) == 2
     assert "pancreas" in capsys.readouterr().err
+    assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "y"), "--targets", "liver",
+                 "--set", "val_targets=[liver, spleen]"]) == 2
+    assert "val_targets names spleen" in capsys.readouterr().err
 
 
 def test_two_process_ddp_on_cpu(phantom_dataset, tmp_path):

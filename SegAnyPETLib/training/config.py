@@ -26,6 +26,7 @@ class TrainConfig:
     hq_cases: Optional[int] = None  # the first N cases keep expert labels (HQ), the rest use noisy labels
     lq_labels: str = "labelsLQ"  # folder (name or path) of the noisy labels of the LQ cases
     val_cases: int = 0  # the last N cases are held out for validation (Dice at one click)
+    val_targets: Optional[List[str]] = None  # targets whose validation Dice picks RUN/best.pt; None = all trained
     min_target_voxels: int = 100  # skip crops whose target has fewer voxels (SAM-Med3D: 500-1000 at 1.5 mm)
     target_weights: Dict[str, float] = field(default_factory=dict)  # sampling weight per target (default 1)
     # ---- network
