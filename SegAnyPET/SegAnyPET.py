@@ -42,6 +42,7 @@ from SegAnyPETLib.labels import LABELS, display_name  # noqa: E402
 PYTHON_REQUIREMENTS = {
     "scipy": "scipy>=1.10",
     "SimpleITK": "SimpleITK>=2.2",
+    "nibabel": "nibabel>=4.0",
     "huggingface_hub": "huggingface_hub>=0.20",
     "tqdm": "tqdm>=4.64",
     "pydicom": "pydicom>=2.4",

@@ -7,10 +7,10 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import SimpleITK as sitk
 
 from .errors import SegAnyPETError
-
 
 
 def ensure_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -56,10 +56,29 @@ def read_image(path: str | os.PathLike, what: str = "image") -> sitk.Image:
     if path.is_dir():
         raise SegAnyPETError(f"{what} {path} is a folder; for a DICOM series use `seganypet suv` first")
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise SegAnyPETError(f"cannot read {what} {path}: not an image SimpleITK can read ({first_line})") from error
+    if path.name.lower().endswith((".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        image = _restore_non_finite(image, path)
+    return image
+
+
+def _restore_non_finite(image: sitk.Image, path: Path) -> sitk.Image:
+    """Put back the NaN and infinite voxels that ITK 5's NIfTI reader silently turns into 0
+    (fixed in ITK 6), so that the image checks see them instead of a valid intensity of 0."""
+    import nibabel
+
+    stored = np.asanyarray(nibabel.load(str(path)).dataobj)
+    non_finite = ~np.isfinite(stored)
+    if not non_finite.any():
+        return image
+    array = sitk.GetArrayFromImage(image)
+    array[non_finite.T] = stored.T[non_finite.T]  # nibabel indexes (x, y, z), SimpleITK arrays (z, y, x)
+    restored = sitk.GetImageFromArray(array)
+    restored.CopyInformation(image)
+    return restored
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -45,10 +45,10 @@ def test_segment_writes_a_mask_on_the_input_grid(tmp_path, pet_file, tiny_checkp
 def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_file, tiny_checkpoint, capsys):
     out = tmp_path / "mask.nii.gz"
     out.write_text("precious")
-    nan_file, garbage = tmp_path / "nan.mha", tmp_path / "garbage.pt"
+    nan_file, garbage = tmp_path / "nan.nii.gz", tmp_path / "garbage.pt"
     values = sitk.GetArrayFromImage(sitk.ReadImage(str(pet_file)))
     values[1, 1, 1] = np.nan
-    sitk.WriteImage(sitk.GetImageFromArray(values), str(nan_file))  # MHA keeps NaN (NIfTI writes 0)
+    sitk.WriteImage(sitk.GetImageFromArray(values), str(nan_file))  # NIfTI: ITK 5 alone would read 0
     garbage.write_bytes(b"garbage")
     base = ["segment", str(pet_file), "-o", str(out), "--model", str(tiny_checkpoint), "--device", "cpu"]
     cases = [

@@ -194,3 +194,21 @@ def test_reads_a_phantom_dataset(tmp_path):
     _, noisy = load_case(dataset.cases[0], noisy=True)
     assert image.GetSize() == label.GetSize() == noisy.GetSize()
     assert target_mask(sitk.GetArrayFromImage(label), dataset.cases[0], "liver").sum() > 1000
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha"])
+def test_non_finite_voxels_survive_reading(tmp_path, suffix):
+    """ITK 5's NIfTI reader turns NaN and inf into 0; read_image gives them back where they were."""
+    from SegAnyPETLib.io import read_image
+
+    values = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    values[1, 2, 3], values[3, 0, 5] = np.nan, np.inf
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((2.0, 3.0, 4.0))
+    image.SetOrigin((1.0, -2.0, 5.0))
+    image.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    sitk.WriteImage(image, str(tmp_path / f"pet{suffix}"))
+    read = read_image(tmp_path / f"pet{suffix}")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(read), values)  # NaN where NaN, inf where inf
+    assert read.GetSpacing() == image.GetSpacing() and read.GetOrigin() == image.GetOrigin()
+    assert np.allclose(read.GetDirection(), image.GetDirection())
