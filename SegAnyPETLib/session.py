@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -87,6 +87,9 @@ class InteractiveSession:
         device: ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda"``...
         max_crops: most crops per object, including those added for large organs.
         extend: add crops when the mask reaches a crop face inside the image.
+        extension_agreement: keep an added crop only if its mask and its source crop's agree this
+            well (Dice) where the two overlap; a crop that sees a different object there (a leak
+            into a neighbour) would only add false positives.
         reuse_crops: let a new object's first click use an already encoded crop that holds it well
             inside (fast for users); ``False`` always centres the first crop on the first click, as
             the official protocol does (evaluation: every target independent of the others).
@@ -104,6 +107,7 @@ class InteractiveSession:
         device: str = "auto",
         max_crops: int = 6,
         extend: bool = True,
+        extension_agreement: float = 0.9,
         reuse_crops: bool = True,
         precision: str = "auto",
         mask_threshold: Optional[float] = None,
@@ -115,6 +119,7 @@ class InteractiveSession:
         self.preprocessing: PreprocessConfig = model.preprocessing
         self.max_crops = max_crops
         self.extend = extend
+        self.extension_agreement = extension_agreement
         self.reuse_crops = reuse_crops
         self.precision = precision
         self.mask_threshold = check_mask_threshold(model.mask_threshold if mask_threshold is None else mask_threshold)
@@ -255,6 +260,7 @@ class InteractiveSession:
     def _clear_object(self, keep_history: bool = False) -> None:
         self._points: List[Point] = []
         self._crops: List[_Crop] = []
+        self._rejected: Set[CropGrid] = set()  # added crops this object dropped: not decoded again on each click
         if not keep_history:
             self._history: List[tuple] = []
         if self._image is not None:
@@ -423,14 +429,33 @@ class InteractiveSession:
                 if any(other.grid.contains(center, margin=self.preprocessing.crop_size / 4) for other in self._crops):
                     continue
                 grid = CropGrid.around(center, self.preprocessing, self.image)
-                if any(other.grid == grid for other in self._crops):
+                if grid in self._rejected or any(other.grid == grid for other in self._crops):
                     continue
                 logger.debug("mask reaches the crop border: adding a crop around %s mm", np.round(center, 1).tolist())
                 new = self._new_crop(grid, seeds=[seed])
                 self._predict(new)
+                agreement = self._overlap_dice(crop, new)
+                if agreement < self.extension_agreement:
+                    logger.debug("dropping the added crop: it disagrees with its source (overlap Dice %.2f)", agreement)
+                    self._crops.remove(new)
+                    self._rejected.add(grid)
+                    continue
                 added.append(new)
                 queue.append(new)
         return added
+
+    def _overlap_dice(self, a: _Crop, b: _Crop) -> float:
+        """Dice of two crops' masks where both crops see the image."""
+        overlap = _intersect(a.region, b.region)
+        if overlap is None:
+            return 0.0
+        masks = []
+        for crop in (a, b):
+            prob, _ = self._region_values(crop)
+            inner = tuple(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, crop.region))
+            masks.append(prob[inner] > self.mask_threshold)
+        total = int(masks[0].sum() + masks[1].sum())
+        return 1.0 if total == 0 else 2.0 * int((masks[0] & masks[1]).sum()) / total
 
     def _border_contacts(self, crop: _Crop) -> List[Tuple[np.ndarray, Point]]:
         """For each crop face the mask touches (inside the image): a new crop centre and a seed."""

@@ -140,6 +140,39 @@ def test_masks_that_reach_the_crop_border_add_crops(blob_image):
     assert session.num_crops == 0 and not session.mask.any()
 
 
+def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
+    """A network that segments the first half of every crop along its first axis: each crop added
+    beyond a face of the first one puts that half elsewhere, so it disagrees with the first crop
+    where they overlap and is dropped (with the gate off, it adds voxels beyond the first crop).
+    The all-foreground network of the test above shows that agreeing crops are kept."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)
+    decode = model.decode
+
+    def first_half(*args, **kwargs):
+        logits, iou = decode(*args, **kwargs)
+        sign = torch.ones_like(logits)
+        sign[:, :, logits.shape[2] // 2 :] = -1
+        return logits * sign, iou
+
+    model.decode = first_half
+    masks, crops = {}, {}
+    for name, options in (("single", {"extend": False}), ("gated", {}), ("ungated", {"extension_agreement": 0.0})):
+        session = InteractiveSession(model, device="cpu", max_crops=6, **options)
+        session.set_image(blob_image)
+        masks[name] = session.add_click((24, 20, 18))
+        crops[name] = session.num_crops
+        if name == "gated":  # a dropped crop is not decoded again on the next click
+            decoded = []
+            model.decode = lambda *args, **kwargs: decoded.append(1) or first_half(*args, **kwargs)
+            session.add_click((22, 20, 18))
+            model.decode = first_half
+    assert crops == {"single": 1, "gated": 1, "ungated": 6}
+    assert len(decoded) == 1
+    assert np.array_equal(masks["gated"], masks["single"])
+    assert masks["ungated"].sum() > masks["single"].sum()
+
+
 def test_negative_click_far_from_the_object_changes_nothing(tiny_model, blob_image):
     session = InteractiveSession(tiny_model, device="cpu", extend=False)
     session.set_image(blob_image)
