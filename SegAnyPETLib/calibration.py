@@ -33,15 +33,17 @@ def sweep_thresholds(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
+    mirror: bool = False,
 ) -> Dict[float, float]:
-    """Mean Dice over cases, targets and click counts for each threshold (same clicks for all)."""
+    """Mean Dice over cases, targets and click counts for each threshold (same clicks for all);
+    ``mirror``: with test-time mirroring, whose averaged probabilities are smoother."""
     from tqdm import tqdm
 
     from .data import load_case
     from .evaluate import ModelSegmenter, evaluate_case
 
     thresholds = [check_mask_threshold(t) for t in thresholds]
-    segmenters = [ModelSegmenter(model, device, name=repr(t), mask_threshold=t) for t in thresholds]
+    segmenters = [ModelSegmenter(model, device, name=repr(t), mask_threshold=t, mirror=mirror) for t in thresholds]
     scores: Dict[float, list] = {t: [] for t in thresholds}
     for case in tqdm(cases, desc="calibrate", unit="case", disable=not progress):
         image, label = load_case(case)
@@ -65,10 +67,12 @@ def calibrate_checkpoint(
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
+    mirror: bool = False,
 ) -> Tuple[float, Dict[float, float]]:
     """Sweep ``thresholds`` on the last ``last_cases`` training-split cases of ``data`` (all when
     None) and write ``out``: the checkpoint unchanged but for its mask threshold and a record of
-    the sweep in its metadata. Returns (chosen threshold, {threshold: mean Dice})."""
+    the sweep in its metadata; ``mirror`` calibrates it for use with test-time mirroring.
+    Returns (chosen threshold, {threshold: mean Dice})."""
     from .data import open_dataset
 
     ensure_writable(out, overwrite)  # before minutes of clicks, not after
@@ -82,7 +86,7 @@ def calibrate_checkpoint(
             raise SegAnyPETError(f"--cases {last_cases}: {data} has {len(cases)} training cases")
         cases = cases[-last_cases:]
     dataset.select_targets(targets)  # unknown names fail before the sweep
-    table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress)
+    table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress, mirror)
     best = max(table, key=lambda t: (table[t], -abs(t - 0.5)))  # ties: the one nearest 0.5
     if not any(isinstance(checkpoint.get(key), Mapping) for key in ("model_state_dict", "state_dict", "model")):
         checkpoint = {"model_state_dict": checkpoint}  # a bare state_dict: wrap it to carry the threshold
@@ -93,6 +97,7 @@ def calibrate_checkpoint(
         "data": str(data),
         "cases": [case.case_id for case in cases],
         "clicks": list(clicks),
+        "mirror": mirror,
         "mean_dice": {repr(t): round(d, 4) for t, d in table.items()},
     }
     checkpoint["metadata"] = metadata

@@ -48,3 +48,18 @@ def test_a_bare_state_dict_is_wrapped_to_carry_the_threshold(tmp_path, tiny_mode
     assert main(["calibrate", "--model", str(bare), "--data", str(phantom_dataset), "--cases", "1", "--targets", "liver",
                  "--thresholds", "0.4", "--clicks", "1", "--device", "cpu", "--out", str(out)]) == 0
     assert load_model(out, device="cpu").mask_threshold == 0.4
+
+
+def test_calibrating_for_mirroring_sweeps_mirrored_predictions(tmp_path, tiny_checkpoint, phantom_dataset):
+    out = tmp_path / "mirrored.pt"
+    assert main(["calibrate", "--model", str(tiny_checkpoint), "--data", str(phantom_dataset), "--cases", "1",
+                 "--targets", "liver", "--thresholds", "0.3,0.5", "--clicks", "1", "--device", "cpu", "--mirror",
+                 "--out", str(out)]) == 0
+    record = read_checkpoint(out)["metadata"]["mask_threshold_calibration"]
+    assert record["mirror"] is True
+    model = load_model(tiny_checkpoint, device="cpu")
+    cases = open_dataset(phantom_dataset, split="train").cases[-1:]
+    mirrored = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False, mirror=True)
+    assert {t: round(d, 4) for t, d in mirrored.items()} == {float(t): d for t, d in record["mean_dice"].items()}
+    plain = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False)
+    assert plain != mirrored

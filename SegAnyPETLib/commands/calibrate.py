@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--clicks", type=parse_clicks, default=[1, 3, 5], help="click counts to average (default 1,3,5)")
     parser.add_argument("--targets", help="comma-separated target names (default: every label)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated clicks")
+    parser.add_argument("--mirror", action="store_true",
+                        help="calibrate for test-time mirroring (segment/evaluate --mirror): its averaged "
+                        "probabilities are smoother, so its best threshold can be lower")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     best, table = calibrate_checkpoint(args.model, args.data, args.out, args.cases, args.thresholds, args.clicks,
-                                       targets, args.seed, args.device, args.overwrite)
+                                       targets, args.seed, args.device, args.overwrite, mirror=args.mirror)
     print("threshold  mean Dice")
     for threshold, score in table.items():
         print(f"{threshold:9.2f}  {score:.4f}{'  <- chosen' if threshold == best else ''}")
