@@ -26,6 +26,7 @@ from scipy import ndimage
 from .checkpoints import check_mask_threshold
 from .device import resolve_device
 from .errors import SegAnyPETError
+from .metrics import dice
 from .model import Sam3D
 from .model.common import upsample_logits
 from .preprocessing import (
@@ -408,8 +409,7 @@ class InteractiveSession:
                 if overlap is None or crop.logits is None:
                     continue
                 prob, weight = self._region_values(crop)
-                inner = tuple(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, crop.region))
-                outer = tuple(slice(o.start - r.start, o.stop - r.start) for o, r in zip(overlap, region))
+                inner, outer = _relative(overlap, crop.region), _relative(overlap, region)
                 numerator[outer] += prob[inner] * weight[inner]
                 denominator[outer] += weight[inner]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -449,13 +449,8 @@ class InteractiveSession:
         overlap = _intersect(a.region, b.region)
         if overlap is None:
             return 0.0
-        masks = []
-        for crop in (a, b):
-            prob, _ = self._region_values(crop)
-            inner = tuple(slice(o.start - c.start, o.stop - c.start) for o, c in zip(overlap, crop.region))
-            masks.append(prob[inner] > self.mask_threshold)
-        total = int(masks[0].sum() + masks[1].sum())
-        return 1.0 if total == 0 else 2.0 * int((masks[0] & masks[1]).sum()) / total
+        masks = [self._region_values(crop)[0][_relative(overlap, crop.region)] > self.mask_threshold for crop in (a, b)]
+        return dice(*masks)
 
     def _border_contacts(self, crop: _Crop) -> List[Tuple[np.ndarray, Point]]:
         """For each crop face the mask touches (inside the image): a new crop centre and a seed."""
@@ -506,6 +501,11 @@ def _mirror_points(coords: torch.Tensor, axes: Sequence[int], top: int) -> torch
     for axis in axes:
         mirrored[..., axis] = top - mirrored[..., axis]
     return mirrored
+
+
+def _relative(overlap, region) -> Tuple[slice, ...]:
+    """``overlap`` (slices of the input grid) as slices into an array that covers ``region``."""
+    return tuple(slice(o.start - r.start, o.stop - r.start) for o, r in zip(overlap, region))
 
 
 def _intersect(a, b):
