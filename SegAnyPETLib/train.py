@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 VALIDATION_COLUMNS = ("step", "dice_1_click", "dice_1_click_val_targets")
 
 METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "loss_hq", "loss_cps", "loss_lq", "lambda", "seconds")
-DEFAULT_SPACING = {"vit_b_ori": (1.5, 1.5, 1.5), "small": (1.5, 1.5, 1.5), "tiny": (4.0, 4.0, 4.0), "tiny_conv": (4.0, 4.0, 4.0)}
+DEFAULT_SPACING = {"vit_b_ori": (1.5, 1.5, 1.5), "small": (1.5, 1.5, 1.5), "tiny": (4.0, 4.0, 4.0), "tiny_conv": (4.0, 4.0, 4.0), "tiny_conv_clicks": (4.0, 4.0, 4.0)}
 
 
 # ------------------------------------------------------------------------------------------ setup

@@ -107,7 +107,7 @@ def test_dense_positional_encoding_swaps_the_first_two_axes():
     assert not torch.allclose(encoded, pe[:, i, j, k], atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["small", "tiny", "tiny_conv"])
+@pytest.mark.parametrize("name", ["small", "tiny", "tiny_conv", "tiny_conv_clicks"])
 def test_smaller_architectures_keep_the_interface(name):
     model = randomize(build_model(name), seed=5)
     config = ARCHITECTURES[name]
@@ -123,6 +123,30 @@ def test_smaller_architectures_keep_the_interface(name):
     assert embedding.shape == (1, config.prompt_embed_dim, grid, grid, grid)
     assert sparse.shape == (1, 2, config.prompt_embed_dim)  # the point and the padding point
     assert logits.shape == (1, 3, 4 * grid, 4 * grid, 4 * grid) and iou.shape == (1, 3)
+
+
+def test_click_maps_put_each_click_in_its_channel_and_cell():
+    model = randomize(build_model("tiny_conv_clicks"), seed=2)
+    encoder = model.prompt_encoder
+    coords = torch.tensor([[[10.0, 20.0, 30.0], [40.0, 41.0, 63.0], [0.0, 0.0, 0.0]]])
+    maps = encoder._rasterize((coords, torch.tensor([[1, 0, -1]])), 1, torch.zeros(1, 1, 64, 64, 64))
+    assert maps.shape == (1, 2, 64, 64, 64)
+    assert maps[0, 0].sum() == 27 and maps[0, 0, 9:12, 19:22, 29:32].sum() == 27  # positive: 3^3 block
+    assert maps[0, 1].sum() == 18 and maps[0, 1, 39:42, 40:43, 62:64].sum() == 18  # negative, cut at the edge
+    assert maps[:, :, 0, 0, 0].sum() == 0  # the padding point is not a click
+
+    def dense(model, x):
+        points = (torch.tensor([[[x, 20.0, 30.0]]]), torch.tensor([[1]]))
+        return model.prompt_encoder(points=points, masks=torch.zeros(1, 1, 64, 64, 64))[1]
+
+    # Two clicks in the same 16 mm embedding cell (voxels 8 and 9): only the click maps tell them apart.
+    with torch.inference_mode():
+        assert not torch.allclose(dense(model, 8.0), dense(model, 9.0))
+        plain = randomize(build_model("tiny_conv"), seed=2)
+        assert torch.equal(dense(plain, 8.0), dense(plain, 9.0))
+        # Mask-only prompts (no points) still decode.
+        embedding = model.image_encoder(torch.randn(1, 1, 64, 64, 64))
+        assert model.decode(embedding, torch.zeros(1, 0, 3), torch.zeros(1, 0, dtype=torch.long), None)[0].shape == (1, 1, 64, 64, 64)
 
 
 def test_unknown_architecture_is_a_clear_error():

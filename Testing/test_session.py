@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import constant_model
+from conftest import constant_model, randomize
 from SegAnyPETLib.errors import SegAnyPETError
 from SegAnyPETLib.preprocessing import PreprocessConfig
 from SegAnyPETLib.session import InteractiveSession
@@ -267,8 +267,15 @@ def test_encoder_reports_progress_and_can_be_cancelled(arch, blob_image):
     assert cancelled.mask.sum() == 0  # the cancelled click left nothing behind
 
 
-def test_mirroring_makes_the_prediction_flip_equivariant(tiny_model):
-    """With test-time mirroring, flipping the image and the click flips the mask exactly."""
+@pytest.mark.parametrize("arch", ["tiny", "tiny_conv_clicks"])
+def test_mirroring_makes_the_prediction_flip_equivariant(arch, tiny_model):
+    """With test-time mirroring, flipping the image and the click flips the mask exactly (the
+    click maps of ``tiny_conv_clicks`` are mirrored with the points)."""
+    if arch != "tiny":
+        from SegAnyPETLib.model import build_model
+
+        tiny_model = randomize(build_model(arch), seed=3)
+        tiny_model.preprocessing = type(tiny_model.preprocessing)(spacing=(4.0, 4.0, 4.0), crop_size=64)
     rng = np.random.default_rng(1)
     array = rng.gamma(2.0, 1.0, (64, 64, 64)).astype(np.float32)
     array[20:44, 24:40, 30:50] += 6.0

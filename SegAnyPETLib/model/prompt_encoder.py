@@ -42,7 +42,12 @@ class PositionEmbeddingRandom3D(nn.Module):
 
 
 class PromptEncoder3D(nn.Module):
-    """Sparse embeddings for points, dense embeddings for the previous low-resolution logits."""
+    """Sparse embeddings for points, dense embeddings for the previous low-resolution logits.
+
+    With ``click_maps`` (not in the published network) the dense input also has a positive and a
+    negative click channel, each click a 3^3 block at the logits' resolution, so the dense
+    embedding knows where inside an embedding cell a click lies.
+    """
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class PromptEncoder3D(nn.Module):
         image_embedding_size: Tuple[int, int, int],
         input_image_size: Tuple[int, int, int],
         mask_in_chans: int = 16,
+        click_maps: bool = False,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -59,8 +65,9 @@ class PromptEncoder3D(nn.Module):
         self.point_embeddings = nn.ModuleList(nn.Embedding(1, embed_dim) for _ in range(2))
         self.not_a_point_embed = nn.Embedding(1, embed_dim)
         self.mask_input_size = tuple(4 * s for s in image_embedding_size)
+        self.click_maps = click_maps
         self.mask_downscaling = nn.Sequential(
-            nn.Conv3d(1, mask_in_chans // 4, kernel_size=2, stride=2),
+            nn.Conv3d(3 if click_maps else 1, mask_in_chans // 4, kernel_size=2, stride=2),
             LayerNorm3d(mask_in_chans // 4),
             nn.GELU(),
             nn.Conv3d(mask_in_chans // 4, mask_in_chans, kernel_size=2, stride=2),
@@ -86,6 +93,25 @@ class PromptEncoder3D(nn.Module):
         embedding = embedding + (labels == 1).unsqueeze(-1) * self.point_embeddings[1].weight
         return embedding
 
+    def _rasterize(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]], batch: int, like: torch.Tensor) -> torch.Tensor:
+        """(B, 2, *mask_input_size) maps of the positive and negative points (padding ignored)."""
+        size = self.mask_input_size
+        maps = like.new_zeros((batch, 2) + tuple(size))
+        if points is not None and points[0].shape[1]:
+            coords, labels = points
+            scale = torch.tensor(size, device=coords.device, dtype=torch.float32) / torch.tensor(
+                self.input_image_size, device=coords.device, dtype=torch.float32
+            )
+            cells = torch.floor((coords.float() + 0.5) * scale).long()
+            cells = torch.minimum(cells.clamp(min=0), torch.tensor(size, device=cells.device) - 1)
+            valid = (labels == 0) | (labels == 1)
+            b, n = torch.nonzero(valid, as_tuple=True)
+            channel = 1 - labels[b, n]  # positive -> 0, negative -> 1
+            x, y, z = cells[b, n].unbind(-1)
+            maps[b, channel, x, y, z] = 1.0
+            maps = nn.functional.max_pool3d(maps, kernel_size=3, stride=1, padding=1)
+        return maps
+
     def forward(
         self,
         points: Optional[Tuple[torch.Tensor, torch.Tensor]],
@@ -105,6 +131,10 @@ class PromptEncoder3D(nn.Module):
         sparse = torch.empty((batch, 0, self.embed_dim), device=device)
         if points is not None:
             sparse = torch.cat([sparse, self._embed_points(points[0], points[1], pad=True)], dim=1)
+        if self.click_maps:
+            if masks is None:
+                masks = torch.zeros((batch, 1, *self.mask_input_size), device=device)
+            masks = torch.cat([masks, self._rasterize(points, batch, masks)], dim=1)
         if masks is not None:
             dense = self.mask_downscaling(masks)
         else:

@@ -37,6 +37,7 @@ class ModelConfig:
     decoder_heads: int = 8
     decoder_mlp_dim: int = 2048
     iou_head_hidden_dim: int = 256
+    click_maps: bool = False  # also rasterize the points into the dense prompt (see PromptEncoder3D)
 
     @property
     def embedding_grid(self) -> int:
@@ -104,6 +105,9 @@ ARCHITECTURES: Dict[str, ModelConfig] = {
         iou_head_hidden_dim=96,
     ),
 }
+# tiny_conv whose dense prompt also carries maps of the clicks, so the decoder knows where a click
+# lies within its 16 mm embedding cell (organs a few millimetres apart, e.g. spleen and kidney).
+ARCHITECTURES["tiny_conv_clicks"] = dataclasses.replace(ARCHITECTURES["tiny_conv"], name="tiny_conv_clicks", click_maps=True)
 
 
 class Sam3D(nn.Module):
@@ -127,6 +131,7 @@ class Sam3D(nn.Module):
             image_embedding_size=(grid, grid, grid),
             input_image_size=(config.img_size,) * 3,
             mask_in_chans=config.mask_in_chans,
+            click_maps=config.click_maps,
         )
         self.mask_decoder = MaskDecoder3D(
             transformer_dim=config.prompt_embed_dim,

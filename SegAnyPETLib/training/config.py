@@ -30,7 +30,7 @@ class TrainConfig:
     min_target_voxels: int = 100  # skip crops whose target has fewer voxels (SAM-Med3D: 500-1000 at 1.5 mm)
     target_weights: Dict[str, float] = field(default_factory=dict)  # sampling weight per target (default 1)
     # ---- network
-    arch: str = "tiny"  # vit_b_ori | small | tiny | tiny_conv
+    arch: str = "tiny"  # vit_b_ori | small | tiny | tiny_conv | tiny_conv_clicks
     init: Optional[str] = None  # checkpoint (or registry name) to start from
     spacing: Optional[Tuple[float, float, float]] = None  # crop spacing mm; default from the architecture
     grad_checkpointing: bool = False  # GPU memory saver
