@@ -56,14 +56,19 @@ def constant_model(arch: str = "tiny", sign: float = 1.0):
     return model.eval()
 
 
-@pytest.fixture
-def tiny_model():
+def random_model(arch: str = "tiny"):
+    """An untrained network with non-trivial weights (always the same) on 4 mm crops."""
     from SegAnyPETLib.model import build_model
 
     torch.manual_seed(0)
-    model = randomize(build_model("tiny"), seed=3)
+    model = randomize(build_model(arch), seed=3)
     model.preprocessing = type(model.preprocessing)(spacing=(4.0, 4.0, 4.0), crop_size=model.config.img_size)
     return model.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    return random_model("tiny")
 
 
 @pytest.fixture(scope="session")

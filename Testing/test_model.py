@@ -129,7 +129,7 @@ def test_click_maps_put_each_click_in_its_channel_and_cell():
     model = randomize(build_model("tiny_conv_clicks"), seed=2)
     encoder = model.prompt_encoder
     coords = torch.tensor([[[10.0, 20.0, 30.0], [40.0, 41.0, 63.0], [0.0, 0.0, 0.0]]])
-    maps = encoder._rasterize((coords, torch.tensor([[1, 0, -1]])), 1, torch.zeros(1, 1, 64, 64, 64))
+    maps = encoder._rasterize((coords, torch.tensor([[1, 0, -1]])), torch.zeros(1, 1, 64, 64, 64))
     assert maps.shape == (1, 2, 64, 64, 64)
     assert maps[0, 0].sum() == 27 and maps[0, 0, 9:12, 19:22, 29:32].sum() == 27  # positive: 3^3 block
     assert maps[0, 1].sum() == 18 and maps[0, 1, 39:42, 40:43, 62:64].sum() == 18  # negative, cut at the edge

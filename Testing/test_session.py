@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import constant_model, randomize
+from conftest import constant_model, random_model
 from SegAnyPETLib.errors import SegAnyPETError
 from SegAnyPETLib.preprocessing import PreprocessConfig
 from SegAnyPETLib.session import InteractiveSession
@@ -268,21 +268,17 @@ def test_encoder_reports_progress_and_can_be_cancelled(arch, blob_image):
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny_conv_clicks"])
-def test_mirroring_makes_the_prediction_flip_equivariant(arch, tiny_model):
+def test_mirroring_makes_the_prediction_flip_equivariant(arch):
     """With test-time mirroring, flipping the image and the click flips the mask exactly (the
     click maps of ``tiny_conv_clicks`` are mirrored with the points)."""
-    if arch != "tiny":
-        from SegAnyPETLib.model import build_model
-
-        tiny_model = randomize(build_model(arch), seed=3)
-        tiny_model.preprocessing = type(tiny_model.preprocessing)(spacing=(4.0, 4.0, 4.0), crop_size=64)
+    model = random_model(arch)
     rng = np.random.default_rng(1)
     array = rng.gamma(2.0, 1.0, (64, 64, 64)).astype(np.float32)
     array[20:44, 24:40, 30:50] += 6.0
     click = (20, 30, 40)  # ijk; the 64^3 image at 4 mm is exactly one crop
 
     def masks(mirror: bool) -> list:
-        session = InteractiveSession(tiny_model, device="cpu", extend=False, mirror=mirror)
+        session = InteractiveSession(model, device="cpu", extend=False, mirror=mirror)
         session.set_image(array, spacing=(4.0, 4.0, 4.0))
         results = [session.add_click(click)]
         for axis in range(3):  # ijk axis; numpy axis 2 - axis

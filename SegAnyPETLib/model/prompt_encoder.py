@@ -93,15 +93,14 @@ class PromptEncoder3D(nn.Module):
         embedding = embedding + (labels == 1).unsqueeze(-1) * self.point_embeddings[1].weight
         return embedding
 
-    def _rasterize(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]], batch: int, like: torch.Tensor) -> torch.Tensor:
-        """(B, 2, *mask_input_size) maps of the positive and negative points (padding ignored)."""
+    def _rasterize(self, points: Optional[Tuple[torch.Tensor, torch.Tensor]], masks: torch.Tensor) -> torch.Tensor:
+        """(B, 2, *mask_input_size) maps of the positive and negative points (padding ignored),
+        for the mask prompt ``masks`` (B, 1, *mask_input_size) they are stacked with."""
         size = self.mask_input_size
-        maps = like.new_zeros((batch, 2) + tuple(size))
+        maps = masks.new_zeros((masks.shape[0], 2) + tuple(size))
         if points is not None and points[0].shape[1]:
             coords, labels = points
-            scale = torch.tensor(size, device=coords.device, dtype=torch.float32) / torch.tensor(
-                self.input_image_size, device=coords.device, dtype=torch.float32
-            )
+            scale = torch.tensor([m / i for m, i in zip(size, self.input_image_size)], device=coords.device)
             cells = torch.floor((coords.float() + 0.5) * scale).long()
             cells = torch.minimum(cells.clamp(min=0), torch.tensor(size, device=cells.device) - 1)
             valid = (labels == 0) | (labels == 1)
@@ -134,7 +133,7 @@ class PromptEncoder3D(nn.Module):
         if self.click_maps:
             if masks is None:
                 masks = torch.zeros((batch, 1, *self.mask_input_size), device=device)
-            masks = torch.cat([masks, self._rasterize(points, batch, masks)], dim=1)
+            masks = torch.cat([masks, self._rasterize(points, masks)], dim=1)
         if masks is not None:
             dense = self.mask_downscaling(masks)
         else:
