@@ -284,6 +284,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.mirrorCheckBox.connect("toggled(bool)", self.onMirrorToggled)
+        self.ui.clickedIslandsCheckBox.connect("toggled(bool)", self.onClickedIslandsToggled)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -366,6 +367,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(device) if device in DEVICES else 0)
         self.ui.mirrorCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/Mirror", False))
         self.logic.setMirror(self.ui.mirrorCheckBox.checked)
+        self.ui.clickedIslandsCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/ClickedIslandsOnly", True))
+        self.logic.setClickedIslandsOnly(self.ui.clickedIslandsCheckBox.checked)
 
     def _modelSource(self):
         choice = self.ui.modelComboBox.currentData
@@ -407,6 +410,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         qt.QSettings().setValue("SegAnyPET/Mirror", bool(checked))
         self.logic.setMirror(checked)
+
+    def onClickedIslandsToggled(self, checked):
+        if self.runner.running:
+            return
+        qt.QSettings().setValue("SegAnyPET/ClickedIslandsOnly", bool(checked))
+        self.logic.setClickedIslandsOnly(checked)
 
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
@@ -605,7 +614,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         remote = self.ui.modelComboBox.currentData not in (LOCAL_MODEL, "demo")
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
-                       self.ui.mirrorCheckBox,
+                       self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox,
                        self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
                        self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

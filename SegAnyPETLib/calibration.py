@@ -34,16 +34,18 @@ def sweep_thresholds(
     device: str = "auto",
     progress: bool = True,
     mirror: bool = False,
+    clicked_islands_only: bool = True,
 ) -> Dict[float, float]:
     """Mean Dice over cases, targets and click counts for each threshold (same clicks for all);
-    ``mirror``: with test-time mirroring, whose averaged probabilities are smoother."""
+    ``mirror`` and ``clicked_islands_only`` as in the session that will use the threshold."""
     from tqdm import tqdm
 
     from .data import load_case
     from .evaluate import ModelSegmenter, evaluate_case
 
     thresholds = [check_mask_threshold(t) for t in thresholds]
-    segmenters = [ModelSegmenter(model, device, name=repr(t), mask_threshold=t, mirror=mirror) for t in thresholds]
+    segmenters = [ModelSegmenter(model, device, name=repr(t), mask_threshold=t, mirror=mirror,
+                                 clicked_islands_only=clicked_islands_only) for t in thresholds]
     scores: Dict[float, list] = {t: [] for t in thresholds}
     for case in tqdm(cases, desc="calibrate", unit="case", disable=not progress):
         image, label = load_case(case)
@@ -68,10 +70,12 @@ def calibrate_checkpoint(
     overwrite: bool = False,
     progress: bool = True,
     mirror: bool = False,
+    clicked_islands_only: bool = True,
 ) -> Tuple[float, Dict[float, float]]:
     """Sweep ``thresholds`` on the last ``last_cases`` training-split cases of ``data`` (all when
     None) and write ``out``: the checkpoint unchanged but for its mask threshold and a record of
-    the sweep in its metadata; ``mirror`` calibrates it for use with test-time mirroring.
+    the sweep in its metadata; ``mirror`` and ``clicked_islands_only`` calibrate it for sessions with
+    those settings.
     Returns (chosen threshold, {threshold: mean Dice})."""
     from .data import open_dataset
 
@@ -86,7 +90,8 @@ def calibrate_checkpoint(
             raise SegAnyPETError(f"--cases {last_cases}: {data} has {len(cases)} training cases")
         cases = cases[-last_cases:]
     dataset.select_targets(targets)  # unknown names fail before the sweep
-    table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress, mirror)
+    table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress, mirror,
+                             clicked_islands_only)
     best = max(table, key=lambda t: (table[t], -abs(t - 0.5)))  # ties: the one nearest 0.5
     if not any(isinstance(checkpoint.get(key), Mapping) for key in ("model_state_dict", "state_dict", "model")):
         checkpoint = {"model_state_dict": checkpoint}  # a bare state_dict: wrap it to carry the threshold
@@ -98,6 +103,7 @@ def calibrate_checkpoint(
         "cases": [case.case_id for case in cases],
         "clicks": list(clicks),
         "mirror": mirror,
+        "clicked_islands_only": clicked_islands_only,
         "mean_dice": {repr(t): round(d, 4) for t, d in table.items()},
     }
     checkpoint["metadata"] = metadata

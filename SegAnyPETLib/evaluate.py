@@ -38,24 +38,26 @@ class Segmenter(Protocol):
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
 
-def method_name(source: str, mirror: bool = False) -> str:
-    """A model's name in reports: a checkpoint file by its file name, anything else as given."""
+def method_name(source: str, mirror: bool = False, clicked_islands_only: bool = True) -> str:
+    """A model's name in reports: a checkpoint file by its file name, anything else as given;
+    options that change its masks are named after it."""
     name = Path(source).name if Path(source).suffix in (".pt", ".pth") else source
-    return name + " (mirrored)" if mirror else name
+    return name + (" (mirrored)" if mirror else "") + ("" if clicked_islands_only else " (all islands)")
 
 
 class ModelSegmenter:
     """The network through :class:`~SegAnyPETLib.session.InteractiveSession`."""
 
     def __init__(self, model, device: str = "auto", name: Optional[str] = None,
-                 mask_threshold: Optional[float] = None, mirror: bool = False) -> None:
+                 mask_threshold: Optional[float] = None, mirror: bool = False,
+                 clicked_islands_only: bool = True) -> None:
         from .session import InteractiveSession
 
         # Every target gets its own crop around its first click (the official protocol), so a
         # target's result does not depend on the targets evaluated before it.
         self.session = InteractiveSession(model, device=device, reuse_crops=False, mask_threshold=mask_threshold,
-                                          mirror=mirror)
-        self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror)
+                                          mirror=mirror, clicked_islands_only=clicked_islands_only)
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror, clicked_islands_only)
         if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
             self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
 
@@ -225,7 +227,8 @@ def plot_summary(results: Sequence[Result], path: Path, overwrite: bool = False)
         ax.set_xticks(np.arange(len(targets)))
         ax.set_xticklabels([display_name(t) for t in targets], rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(loc="lower right", fontsize=8)
+    # Above the first panel, where it hides no bar.
+    axes[0, 0].legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(methods), fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -7,7 +7,8 @@ mask decoder, with the points so far and the previous low-resolution logits as t
 beyond it (a liver larger than the crop, for example), the session adds an overlapping crop seeded
 from the mask, and merges the crops' probabilities with a Gaussian weight that favours each crop's
 centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. With a
-single crop the result is exactly the official one.
+single crop the result is exactly the official one. The mask keeps only the parts that a positive
+click touches (``clicked_islands_only``), so a leak into a separate neighbour is dropped.
 """
 from __future__ import annotations
 
@@ -99,6 +100,9 @@ class InteractiveSession:
             (0.5, or the value calibrated for its checkpoint).
         mirror: average each prediction over the 8 mirrorings of its crop (nnU-Net's test-time
             mirroring): 8x the encoder work per crop, 8 decoder runs per click in one batch.
+        clicked_islands_only: keep only the parts of the mask that a positive click touches (the
+            Segment Editor's "keep selected island"), so a leak into a separate neighbouring organ
+            is dropped; a mask that no positive click touches is kept whole.
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
@@ -113,6 +117,7 @@ class InteractiveSession:
         precision: str = "auto",
         mask_threshold: Optional[float] = None,
         mirror: bool = False,
+        clicked_islands_only: bool = True,
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -125,6 +130,7 @@ class InteractiveSession:
         self.precision = precision
         self.mask_threshold = check_mask_threshold(model.mask_threshold if mask_threshold is None else mask_threshold)
         self.mirror = mirror
+        self.clicked_islands_only = clicked_islands_only
         self.progress = progress
         self.timing: Dict[str, float] = {}
         self._cancel = threading.Event()
@@ -219,7 +225,7 @@ class InteractiveSession:
         """Current mask of the object, (z, y, x) uint8 (a copy)."""
         if self._image is None:
             raise SegAnyPETError("no image: call set_image first")
-        return self._mask.copy()
+        return self._clicked_islands() if self.clicked_islands_only else self._mask.copy()
 
     @property
     def points(self) -> List[Tuple[Tuple[float, float, float], int]]:
@@ -281,6 +287,27 @@ class InteractiveSession:
             crop.logits, crop.seeds = logits, list(seeds)
             self._crops.append(crop)
         self._mask = mask
+
+    def _clicked_islands(self) -> np.ndarray:
+        """The mask's face-connected parts that a positive click or one of its 26 neighbours touches."""
+        mask = self._mask.copy()
+        regions = [crop.region for crop in self._crops if crop.region is not None]
+        if not regions:
+            return mask
+        box = tuple(slice(min(r[a].start for r in regions), max(r[a].stop for r in regions)) for a in range(3))
+        islands, count = ndimage.label(mask[box])
+        if count < 2:
+            return mask
+        touched = set()
+        for point in self._points:
+            if point.label == 1:
+                index = np.rint(self.image.TransformPhysicalPointToContinuousIndex(point.lps.tolist()))[::-1]
+                near = tuple(slice(max(int(i) - 1 - b.start, 0), max(int(i) + 2 - b.start, 0)) for i, b in zip(index, box))
+                touched.update(np.unique(islands[near]).tolist())
+        touched.discard(0)
+        if touched:
+            mask[box] = np.isin(islands, sorted(touched))
+        return mask
 
     def _update_for_point(self, point: Point) -> None:
         started = time.perf_counter()

@@ -147,6 +147,8 @@ class SegAnyPETLogic:
         reuseCrops: let a new segment's first click reuse an encoded crop that holds it (see
             :class:`~SegAnyPETLib.session.InteractiveSession`); batch evaluation turns it off.
         mirror: test-time mirroring (see :class:`~SegAnyPETLib.session.InteractiveSession`).
+        clickedIslandsOnly: keep only the parts of a mask that a positive point touches (see
+            :class:`~SegAnyPETLib.session.InteractiveSession`).
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in
@@ -159,12 +161,13 @@ class SegAnyPETLogic:
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, reuseCrops: bool = True,
-                 mirror: bool = False) -> None:
+                 mirror: bool = False, clickedIslandsOnly: bool = True) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
         self.reuseCrops = reuseCrops
         self.mirror = mirror
+        self.clickedIslandsOnly = clickedIslandsOnly
         self.runner: Optional[Runner] = None
         self.progressCallback: Optional[Callable[[float, str], None]] = None
         self.updateCallback: Optional[Callable[[Dict[str, float]], None]] = None
@@ -225,6 +228,13 @@ class SegAnyPETLogic:
         self.mirror = bool(mirror)
         if self._session is not None:
             self._session.mirror = self.mirror
+
+    def setClickedIslandsOnly(self, clickedOnly: bool) -> None:
+        """Keep only the mask's parts that a positive point touches, or every part; from the next click."""
+        self._requireIdle()
+        self.clickedIslandsOnly = bool(clickedOnly)
+        if self._session is not None:
+            self._session.clicked_islands_only = self.clickedIslandsOnly
 
     def setInputVolume(self, volumeNode) -> None:
         """The PET volume the clicks segment (any scalar volume; SUV or activity, the model normalises)."""
@@ -600,6 +610,7 @@ class SegAnyPETLogic:
 
                 self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
                                                    reuse_crops=self.reuseCrops, mirror=self.mirror,
+                                                   clicked_islands_only=self.clickedIslandsOnly,
                                                    progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
@@ -726,8 +737,10 @@ class MRMLSegmenter:
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6,
-                 mirror: bool = False) -> None:
-        self.logic = SegAnyPETLogic(model, device, maxCrops, reuseCrops=False, mirror=mirror)  # as seganypet evaluate
+                 mirror: bool = False, clickedIslandsOnly: bool = True) -> None:
+        # reuseCrops off as in seganypet evaluate
+        self.logic = SegAnyPETLogic(model, device, maxCrops, reuseCrops=False, mirror=mirror,
+                                    clickedIslandsOnly=clickedIslandsOnly)
         # The protocol measures each target alone: other segments are never modified and no
         # masking applies, whatever the Segment Editor's settings in the scene are.
         settings = slicer.vtkMRMLSegmentEditorNode()

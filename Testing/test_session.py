@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from conftest import constant_model, random_model
 from SegAnyPETLib.errors import SegAnyPETError
@@ -158,7 +159,8 @@ def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
     model.decode = first_half
     masks, crops = {}, {}
     for name, options in (("single", {"extend": False}), ("gated", {}), ("ungated", {"extension_agreement": 0.0})):
-        session = InteractiveSession(model, device="cpu", max_crops=6, **options)
+        # Every island kept: the halves the ungated crops add lie apart from the first crop's.
+        session = InteractiveSession(model, device="cpu", max_crops=6, clicked_islands_only=False, **options)
         session.set_image(blob_image)
         masks[name] = session.add_click((24, 20, 18))
         crops[name] = session.num_crops
@@ -308,3 +310,38 @@ def test_turning_mirroring_on_encodes_the_crop_again(tiny_model, blob_image):
     session.mirror = False  # switched in the middle of an object: its crop is encoded again
     session.add_click((26, 19, 20))
     assert len(calls) == 3 and session.num_crops == 1
+
+
+def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
+    """A network that segments two slabs of its crop, separated by a gap: the first click keeps
+    the slab it lies in; a positive click on the other slab keeps both; a negative click adds no
+    island; with ``clicked_islands_only=False`` both slabs are always there."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
+    decode = model.decode
+
+    def two_slabs(*args, **kwargs):
+        logits, iou = decode(*args, **kwargs)
+        sign = torch.ones_like(logits)
+        low = logits.shape[2]
+        sign[:, :, low // 4 : 3 * low // 8] = -1
+        return logits * sign, iou
+
+    model.decode = two_slabs
+    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False)
+    everything.set_image(blob_image)
+    both = everything.add_click((24, 20, 18))
+    islands, count = ndimage.label(both)
+    assert count == 2
+
+    session = InteractiveSession(model, device="cpu", extend=False)
+    session.set_image(blob_image)
+    first = session.add_click((24, 20, 18))
+    clicked = islands[18, 20, 24]
+    assert first[18, 20, 24] == 1 and np.array_equal(first, (islands == clicked).astype(np.uint8))
+    other = np.argwhere(islands == 3 - clicked)[0]
+    assert np.array_equal(session.add_click(tuple(other[::-1]), positive=False), first)
+    assert np.array_equal(session.add_click(tuple(other[::-1])), both)
+    session.clicked_islands_only = False
+    session.undo()
+    assert np.array_equal(session.mask, both)

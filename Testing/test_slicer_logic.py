@@ -134,7 +134,7 @@ def test_clicks_write_the_session_result_into_the_target_segment(model, case, re
     world.logic.cleanup()
 
 
-def test_mirroring_reaches_the_session(world, network, case):
+def test_mirroring_and_the_island_option_reach_the_session(world, network, case):
     liver = organ_center_zyx(case.label, LABELS["liver"])
     world.logic.setMirror(True)
     world.click(liver)
@@ -144,6 +144,8 @@ def test_mirroring_reaches_the_session(world, network, case):
     assert np.array_equal(world.segment(), expected)
     world.logic.setMirror(False)  # from the next click on; the segment stays as it is
     assert not world.logic._session.mirror and np.array_equal(world.segment(), expected)
+    world.logic.setClickedIslandsOnly(False)
+    assert not world.logic._session.clicked_islands_only and not world.logic.clickedIslandsOnly
 
 
 def _tag(world, segmentId=None):

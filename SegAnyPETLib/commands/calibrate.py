@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--mirror", action="store_true",
                         help="calibrate for test-time mirroring (segment/evaluate --mirror): its averaged "
                         "probabilities are smoother, so its best threshold can be lower")
+    parser.add_argument("--all-islands", action="store_true",
+                        help="calibrate for masks that keep every island (segment/evaluate --all-islands)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     best, table = calibrate_checkpoint(args.model, args.data, args.out, args.cases, args.thresholds, args.clicks,
-                                       targets, args.seed, args.device, args.overwrite, mirror=args.mirror)
+                                       targets, args.seed, args.device, args.overwrite, mirror=args.mirror,
+                                       clicked_islands_only=not args.all_islands)
     print("threshold  mean Dice")
     for threshold, score in table.items():
         print(f"{threshold:9.2f}  {score:.4f}{'  <- chosen' if threshold == best else ''}")

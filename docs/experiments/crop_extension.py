@@ -5,7 +5,7 @@ validation cases a training run held out) with crop extension off, and on with s
 agreement thresholds (0 keeps every added crop):
 
     python docs/experiments/crop_extension.py --model demo --data phantoms_train --cases 4 \
-        --agreement 0,0.7,0.8,0.9,0.95
+        --agreement 0,0.7,0.8,0.9,0.95 [--all-islands]
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--cases", type=int, default=4, help="the last N training cases")
     parser.add_argument("--agreement", default="0,0.7,0.8,0.9,0.95")
+    parser.add_argument("--all-islands", action="store_true", help="keep the islands no positive click touches")
     args = parser.parse_args()
 
     model = load_model(args.model, device="cpu")
@@ -35,7 +36,7 @@ def main() -> None:
     print("| extension | all targets | five seen organs | liver | brain |")
     print("|---|---|---|---|---|")
     for name, agreement in settings:
-        segmenter = ModelSegmenter(model, device="cpu")
+        segmenter = ModelSegmenter(model, device="cpu", clicked_islands_only=not args.all_islands)
         segmenter.session.extend = agreement is not None
         segmenter.session.extension_agreement = agreement or 0.0
         results = []
