@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from SegAnyPETLib.checkpoints import load_model
+from SegAnyPETLib.training.config import load_config
 from SegAnyPETLib.cli import main
 from SegAnyPETLib.data import load_case, open_dataset
 from SegAnyPETLib.evaluate import ModelSegmenter, evaluate_case
@@ -158,3 +159,14 @@ def test_simulated_clicks_follow_the_protocol():
         assert prediction[b, x, y, z] and not target[b, x, y, z] and labels[b, 0] == 0
     chosen = mask_only_iterations(11, generator)
     assert 10 in chosen and len(chosen) == 2 and all(i == 10 or 2 <= i <= 8 for i in chosen)
+
+
+def test_options_are_checked_against_their_types(phantom_dataset, tmp_path, capsys):
+    """YAML reads 4e-5 (no dot) as text: numbers given so still work; anything else is refused."""
+    assert load_config("bundled_tiny", {"lr": "4e-5", "milestone_steps": [10, 20]}).lr == 4e-5
+    for option, message in (("lr=fast", "lr must be a number, got 'fast'"),
+                            ("max_steps=3.5", "max_steps must be a whole number"),
+                            ("milestone_steps=5", "milestone_steps must be a list")):
+        assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "run"), "--set", option]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -6,9 +6,10 @@ ship the paper's recipe and the bundled model's recipe.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -115,7 +116,34 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
     unknown = sorted(set(values) - known)
     if unknown:
         raise SegAnyPETError(f"unknown training option(s) {', '.join(unknown)}")
-    for name in ("spacing", "scale_range", "milestones", "milestone_steps"):
-        if values.get(name) is not None:
-            values[name] = tuple(values[name])
+    hints = typing.get_type_hints(TrainConfig)
+    values = {name: _typed(name, value, hints[name]) for name, value in values.items()}
     return TrainConfig(**values).validate()
+
+
+def _typed(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the option's type (numbers, flags, text and tuples of numbers are checked)."""
+    if typing.get_origin(hint) is Union:  # Optional[X]
+        if value is None:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 4e-5 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise SegAnyPETError(f"training option {name} must be a number, got {value!r}")
+    if hint in (int, bool, str):
+        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+            return value
+        kind = {int: "a whole number", bool: "true or false", str: "text"}[hint]
+        raise SegAnyPETError(f"training option {name} must be {kind}, got {value!r}")
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise SegAnyPETError(f"training option {name} must be a list, got {value!r}")
+        item = typing.get_args(hint)[0]
+        return tuple(_typed(name, v, item) for v in value)
+    return value
