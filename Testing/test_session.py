@@ -19,6 +19,24 @@ def count_encoder_runs(model) -> list:
     return calls
 
 
+def cut_model(spacing: float, start: float, stop: float):
+    """The all-foreground network on crops of ``spacing`` mm, its logits negated from ``start`` to
+    ``stop`` (fractions of the crop) along the first crop axis."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(spacing,) * 3, crop_size=model.config.img_size)
+    decode = model.decode
+
+    def cut(*args, **kwargs):
+        logits, iou = decode(*args, **kwargs)
+        low = logits.shape[2]
+        sign = torch.ones_like(logits)
+        sign[:, :, int(start * low) : int(stop * low)] = -1
+        return logits * sign, iou
+
+    model.decode = cut
+    return model
+
+
 def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
     calls = count_encoder_runs(tiny_model)
     session = InteractiveSession(tiny_model, device="cpu", extend=False)
@@ -146,17 +164,8 @@ def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
     beyond a face of the first one puts that half elsewhere, so it disagrees with the first crop
     where they overlap and is dropped (with the gate off, it adds voxels beyond the first crop).
     The all-foreground network of the test above shows that agreeing crops are kept."""
-    model = constant_model("tiny", sign=1.0)
-    model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)
-    decode = model.decode
-
-    def first_half(*args, **kwargs):
-        logits, iou = decode(*args, **kwargs)
-        sign = torch.ones_like(logits)
-        sign[:, :, logits.shape[2] // 2 :] = -1
-        return logits * sign, iou
-
-    model.decode = first_half
+    model = cut_model(spacing=1.5, start=0.5, stop=1.0)
+    first_half = model.decode
     masks, crops = {}, {}
     for name, options in (("single", {"extend": False}), ("gated", {}), ("ungated", {"extension_agreement": 0.0})):
         # Every island kept: the halves the ungated crops add lie apart from the first crop's.
@@ -316,18 +325,7 @@ def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
     """A network that segments two slabs of its crop, separated by a gap: the first click keeps
     the slab it lies in; a positive click on the other slab keeps both; a negative click adds no
     island; with ``clicked_islands_only=False`` both slabs are always there."""
-    model = constant_model("tiny", sign=1.0)
-    model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
-    decode = model.decode
-
-    def two_slabs(*args, **kwargs):
-        logits, iou = decode(*args, **kwargs)
-        sign = torch.ones_like(logits)
-        low = logits.shape[2]
-        sign[:, :, low // 4 : 3 * low // 8] = -1
-        return logits * sign, iou
-
-    model.decode = two_slabs
+    model = cut_model(spacing=2.0, start=0.25, stop=0.375)
     everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False)
     everything.set_image(blob_image)
     both = everything.add_click((24, 20, 18))
