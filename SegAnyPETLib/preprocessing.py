@@ -15,6 +15,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
 
 from .errors import SegAnyPETError
 
@@ -204,33 +206,42 @@ def crop_footprint(grid: CropGrid, image: sitk.Image) -> Optional[Tuple[slice, s
     return tuple(slice(int(low[a]), int(high[a])) for a in (2, 1, 0))
 
 
-def nearest_crop_voxels(grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice]) -> np.ndarray:
-    """For each voxel of ``region`` of the image, the flat index of the nearest crop voxel (i, j, k
-    order), or -1 outside the crop: (z, y, x) int64. Computed once per crop, so a click's paste-back
-    is one gather. Nearest neighbour as ITK's resampler picks it; exact ties round up."""
+def crop_coordinates(grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice]) -> np.ndarray:
+    """The continuous crop index (i, j, k) of each voxel of ``region`` of the image: (z, y, x, 3) float32."""
     axes = [np.arange(r.start, r.stop, dtype=float) for r in (region[2], region[1], region[0])]  # x, y, z
     # image index -> LPS -> crop continuous index is affine: crop = offset + sum over image axes
     spacing = np.asarray(image.GetSpacing(), float)
     direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
     origin_index = grid.to_index(np.asarray(image.GetOrigin(), float))[0]
     steps = grid.to_index(np.asarray(grid.origin) + (direction * spacing).T) - grid.to_index(np.asarray(grid.origin))
-    shape = tuple(len(a) for a in axes[::-1])
-    flat = np.zeros(shape, np.int64)
-    inside = np.ones(shape, bool)
+    index = np.empty(tuple(len(a) for a in axes[::-1]) + (3,), np.float32)
     for c in range(3):  # crop axis i, j, k
-        continuous = (origin_index[c]
-                      + (axes[0] * steps[0, c])[None, None, :]
-                      + (axes[1] * steps[1, c])[None, :, None]
-                      + (axes[2] * steps[2, c])[:, None, None])
-        nearest = np.floor(continuous + (0.5 + 1e-6)).astype(np.int64)  # ties (aligned grids) round up
-        inside &= (nearest >= 0) & (nearest < grid.size)
-        flat = flat * grid.size + nearest
-    flat[~inside] = -1
-    return flat
+        index[..., c] = (origin_index[c]
+                         + (axes[0] * steps[0, c])[None, None, :]
+                         + (axes[1] * steps[1, c])[None, :, None]
+                         + (axes[2] * steps[2, c])[:, None, None])
+    return index
 
 
-def crop_to_image(values: np.ndarray, lookup: np.ndarray, default: float = 0.0) -> np.ndarray:
-    """Crop values (i, j, k) on an image region through :func:`nearest_crop_voxels`: (z, y, x) float32."""
-    out = np.take(np.ascontiguousarray(values, dtype=np.float32).reshape(-1), np.maximum(lookup, 0))
-    out[lookup < 0] = default
-    return out
+class CropToImage:
+    """Crop values (i, j, k) on an image region, interpolated trilinearly (as ITK's linear resampler).
+
+    The coordinates are computed once per crop, so a click's paste-back is one ``grid_sample``.
+    A voxel belongs to the crop where its nearest crop voxel does (within half a crop voxel of the
+    crop's outer voxel centres, values clamped there); elsewhere it gets ``default``.
+    """
+
+    def __init__(self, grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice]) -> None:
+        index = crop_coordinates(grid, image, region)
+        self.inside = np.all((index >= -0.5) & (index < grid.size - 0.5), axis=-1)
+        # grid_sample reads (x, y, z) = (k, j, i) of a (i, j, k) volume, -1..1 between the outer centres
+        self._grid = torch.from_numpy(index[..., ::-1] * np.float32(2 / (grid.size - 1)) - 1)[None]
+
+    def __call__(self, values: np.ndarray, default: float = 0.0) -> np.ndarray:
+        """``values`` (i, j, k) of the crop on the region: (z, y, x) float32."""
+        volume = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+        with torch.inference_mode():
+            out = F.grid_sample(volume, self._grid, mode="bilinear", padding_mode="border", align_corners=True)
+        out = out[0, 0].numpy()
+        out[~self.inside] = default
+        return out

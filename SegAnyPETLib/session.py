@@ -6,9 +6,11 @@ mask decoder, with the points so far and the previous low-resolution logits as t
 (the official SegAnyPET protocol). When the mask reaches a face of its crop while the image goes on
 beyond it (a liver larger than the crop, for example), the session adds an overlapping crop seeded
 from the mask, and merges the crops' probabilities with a Gaussian weight that favours each crop's
-centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. With a
-single crop the result is exactly the official one. The mask keeps only the parts that a positive
-click touches (``clicked_islands_only``), so a leak into a separate neighbour is dropped.
+centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. The
+crops' probabilities reach the input grid by trilinear interpolation, so boundaries fall between
+crop voxels (the official code pastes its thresholded mask back with nearest neighbour, which is
+the only difference with a single crop). The mask keeps only the parts that a positive click
+touches (``clicked_islands_only``), so a leak into a separate neighbour is dropped.
 """
 from __future__ import annotations
 
@@ -35,8 +37,7 @@ from .preprocessing import (
     PreprocessConfig,
     as_image,
     crop_footprint,
-    crop_to_image,
-    nearest_crop_voxels,
+    CropToImage,
     extract_crop,
     image_bounds_ras,
     RAS_DIRECTION,
@@ -70,7 +71,7 @@ class _Crop:
     logits: Optional[torch.Tensor] = None
     _prob: Optional[np.ndarray] = None
     _weight: Optional[np.ndarray] = None
-    _lookup: Optional[np.ndarray] = None  # image region voxel -> crop voxel (nearest)
+    _to_image: Optional[CropToImage] = None  # crop values -> its image region (trilinear)
 
 
 def gaussian_importance(size: int, sigma_scale: float = 0.125) -> np.ndarray:
@@ -414,12 +415,12 @@ class InteractiveSession:
 
     def _region_values(self, crop: _Crop) -> Tuple[np.ndarray, np.ndarray]:
         """The crop's probability and weight on its footprint of the input grid (cached)."""
-        if crop._lookup is None:
-            crop._lookup = nearest_crop_voxels(crop.grid, self.image, crop.region)
+        if crop._to_image is None:
+            crop._to_image = CropToImage(crop.grid, self.image, crop.region)
         if crop._prob is None:
-            crop._prob = crop_to_image(self._crop_probability(crop), crop._lookup)
+            crop._prob = crop._to_image(self._crop_probability(crop))
         if crop._weight is None:
-            crop._weight = crop_to_image(self._weight_full, crop._lookup)
+            crop._weight = crop._to_image(self._weight_full)
         return crop._prob, crop._weight
 
     def _merge(self, changed: Sequence[_Crop]) -> None:

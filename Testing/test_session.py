@@ -222,9 +222,10 @@ def test_bad_clicks_and_images_are_refused(tiny_model, blob_image):
     assert session.image is not None  # the last good image is kept after a refused one
 
 
-def test_paste_back_lookup_equals_itk_nearest_resampling():
-    """The cached crop -> image lookup picks ITK's nearest voxel (ties may go either way in ITK)."""
-    from SegAnyPETLib.preprocessing import CropGrid, crop_footprint, crop_to_image, nearest_crop_voxels
+def test_paste_back_equals_itk_linear_resampling():
+    """Crop values on the image grid are ITK's linear resampling; the crop covers the image voxels
+    whose nearest crop voxel exists (ITK's nearest resampling, up to exact ties)."""
+    from SegAnyPETLib.preprocessing import CropGrid, CropToImage, crop_footprint
 
     rng = np.random.default_rng(0)
     for _ in range(8):
@@ -235,8 +236,9 @@ def test_paste_back_lookup_equals_itk_nearest_resampling():
         point = np.array(image.TransformContinuousIndexToPhysicalPoint(rng.uniform(5, 25, 3).tolist()))
         grid = CropGrid.around(point, PreprocessConfig(spacing=(2.5, 2.5, 2.5), crop_size=32), image)
         region = crop_footprint(grid, image)
-        values = rng.random((32, 32, 32)).astype(np.float32)
-        ours = crop_to_image(values, nearest_crop_voxels(grid, image, region))
+        values = rng.random((32, 32, 32)).astype(np.float32) + 1
+        to_image = CropToImage(grid, image, region)
+        ours = to_image(values)
 
         crop = sitk.GetImageFromArray(np.ascontiguousarray(values.transpose(2, 1, 0)))
         crop.SetOrigin(grid.origin), crop.SetSpacing(grid.spacing), crop.SetDirection(grid.direction)
@@ -244,14 +246,19 @@ def test_paste_back_lookup_equals_itk_nearest_resampling():
         reference = sitk.Image([region[2].stop - start[0], region[1].stop - start[1], region[0].stop - start[2]], sitk.sitkUInt8)
         reference.SetSpacing(image.GetSpacing()), reference.SetDirection(image.GetDirection())
         reference.SetOrigin(image.TransformIndexToPhysicalPoint(start))
-        itk = sitk.GetArrayFromImage(sitk.Resample(crop, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0, sitk.sitkFloat32))
+        linear, nearest = (sitk.GetArrayFromImage(sitk.Resample(crop, reference, sitk.Transform(), method, 0.0, sitk.sitkFloat32))
+                           for method in (sitk.sitkLinear, sitk.sitkNearestNeighbor))
 
-        z, y, x = np.nonzero(ours != itk)
-        physical = np.array([image.TransformIndexToPhysicalPoint((int(a + start[0]), int(b + start[1]), int(c + start[2])))
-                             for a, b, c in zip(x, y, z)]).reshape(-1, 3)
-        distance_to_tie = np.abs(np.abs(grid.to_index(physical) % 1.0) - 0.5)
-        assert np.all(distance_to_tie.min(axis=1) < 1e-6)  # every difference is an exact tie
-        assert (ours != itk).mean() < 0.2
+        physical = np.array([image.TransformIndexToPhysicalPoint((int(x + start[0]), int(y + start[1]), int(z + start[2])))
+                             for z, y, x in np.ndindex(ours.shape)])
+        index = grid.to_index(physical).reshape(ours.shape + (3,))
+        between_centres = np.all((index >= 0) & (index <= 31), axis=-1)
+        assert between_centres.sum() > 1000
+        np.testing.assert_allclose(ours[between_centres], linear[between_centres], atol=1e-5)
+        differ = (ours > 0) != (nearest > 0)
+        distance_to_tie = np.abs(np.abs(index[differ] % 1.0) - 0.5)
+        assert np.all(distance_to_tie.min(axis=1) < 1e-6)  # the crop's extent differs only at exact ties
+        assert np.all(ours[~to_image.inside] == 0)
 
 
 @pytest.mark.parametrize("arch", ["tiny", "tiny_conv"])
