@@ -53,9 +53,7 @@ class ModelSegmenter:
                  clicked_islands_only: bool = True) -> None:
         from .session import InteractiveSession
 
-        # Every target gets its own crop around its first click (the official protocol), so a
-        # target's result does not depend on the targets evaluated before it.
-        self.session = InteractiveSession(model, device=device, reuse_crops=False, mask_threshold=mask_threshold,
+        self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold,
                                           mirror=mirror, clicked_islands_only=clicked_islands_only)
         self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror, clicked_islands_only)
         if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:

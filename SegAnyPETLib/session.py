@@ -1,9 +1,9 @@
 """Interactive click-to-segment on one PET volume, with cached image embeddings.
 
-``set_image`` validates the volume; the first click of an object picks a crop around it and runs
-the image encoder once; every further click inside the crop only reruns the prompt encoder and the
-mask decoder, with the points so far and the previous low-resolution logits as the mask prompt
-(the official SegAnyPET protocol). When the mask reaches a face of its crop while the image goes on
+``set_image`` validates the volume; the first click of an object picks a crop centred on it and
+runs the image encoder once; every further click inside the crop only reruns the prompt encoder
+and the mask decoder, with the points so far and the previous low-resolution logits as the mask
+prompt (the official SegAnyPET protocol). When the mask reaches a face of its crop while the image goes on
 beyond it (a liver larger than the crop, for example), the session adds an overlapping crop seeded
 from the mask, and merges the crops' probabilities with a Gaussian weight that favours each crop's
 centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. The
@@ -93,9 +93,6 @@ class InteractiveSession:
         extension_agreement: keep an added crop only if its mask and its source crop's agree this
             well (Dice) where the two overlap; a crop that sees a different object there (a leak
             into a neighbour) would only add false positives.
-        reuse_crops: let a new object's first click use an already encoded crop that holds it well
-            inside (fast for users); ``False`` always centres the first crop on the first click, as
-            the official protocol does (evaluation: every target independent of the others).
         precision: encoder precision on GPU: ``"auto"`` (float16/bfloat16 autocast) or ``"fp32"``.
         mask_threshold: probability above which a voxel is in the mask; default: the model's
             (0.5, or the value calibrated for its checkpoint).
@@ -107,6 +104,8 @@ class InteractiveSession:
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
+    max_cached_crops = 16  # encoded crops kept for later objects (one per object), least recently used dropped
+
     def __init__(
         self,
         model: Sam3D,
@@ -114,7 +113,6 @@ class InteractiveSession:
         max_crops: int = 6,
         extend: bool = True,
         extension_agreement: float = 0.9,
-        reuse_crops: bool = True,
         precision: str = "auto",
         mask_threshold: Optional[float] = None,
         mirror: bool = False,
@@ -127,7 +125,6 @@ class InteractiveSession:
         self.max_crops = max_crops
         self.extend = extend
         self.extension_agreement = extension_agreement
-        self.reuse_crops = reuse_crops
         self.precision = precision
         self.mask_threshold = check_mask_threshold(model.mask_threshold if mask_threshold is None else mask_threshold)
         self.mirror = mirror
@@ -137,7 +134,7 @@ class InteractiveSession:
         self._cancel = threading.Event()
         self._lock = threading.RLock()
         self._image: Optional[sitk.Image] = None
-        self._embeddings: Dict[CropGrid, torch.Tensor] = {}
+        self._embeddings: Dict[CropGrid, torch.Tensor] = {}  # insertion order = least recently used first
         self._weight_full = gaussian_importance(self.preprocessing.crop_size)
         self._dense_pe: Optional[torch.Tensor] = None
         self._clear_object()
@@ -319,7 +316,10 @@ class InteractiveSession:
                 return  # a negative click away from every crop changes nothing yet
             if len(self._crops) >= self.max_crops:
                 raise SegAnyPETError(f"this object already uses {self.max_crops} crops; start a new object")
-            targets = [self._new_crop(self._grid_for(point.lps))]
+            # Centred on the click even where another object's crop holds it: the networks are trained
+            # on crops centred on their target and segment what lies at the centre
+            # (docs/experiments/crop_centre.py measures how much).
+            targets = [self._new_crop(CropGrid.around(point.lps, self.preprocessing, self.image))]
         changed = []
         for crop in targets:
             self._predict(crop)
@@ -329,15 +329,6 @@ class InteractiveSession:
         self._merge(changed)
         self.timing["total_ms"] = 1000 * (time.perf_counter() - started)
         self.timing["click_ms"] = self.timing["total_ms"] - self.timing["encoder_ms"]
-
-    def _grid_for(self, lps: np.ndarray) -> CropGrid:
-        """A cached crop holding the point well inside it, or a new crop around it."""
-        if self.reuse_crops:
-            margin = self.preprocessing.crop_size / 8
-            for grid in self._embeddings:
-                if grid.contains(lps, margin=margin):
-                    return grid
-        return CropGrid.around(lps, self.preprocessing, self.image)
 
     def _new_crop(self, grid: CropGrid, seeds: Sequence[Point] = ()) -> _Crop:
         self._embedding(grid)  # encode now: a cancelled encoder leaves no crop behind
@@ -350,14 +341,22 @@ class InteractiveSession:
         return MIRRORINGS if self.mirror else [()]
 
     def _embedding(self, grid: CropGrid) -> torch.Tensor:
-        """The crop's embeddings, one per mirroring (flipped back only at the logits)."""
-        cached = self._embeddings.get(grid)
+        """The crop's embeddings, one per mirroring (flipped back only at the logits).
+
+        The cache keeps the current object's crops and the ``max_cached_crops`` most recently used.
+        """
+        cached = self._embeddings.pop(grid, None)
         if cached is None or cached.shape[0] != len(self._mirrorings):
             started = time.perf_counter()
             crop = torch.from_numpy(extract_crop(self.image, grid))
-            self._embeddings[grid] = self._encode(torch.stack([crop.flip(axes) for axes in self._mirrorings])[:, None])
+            cached = self._encode(torch.stack([crop.flip(axes) for axes in self._mirrorings])[:, None])
             self.timing["encoder_ms"] = self.timing.get("encoder_ms", 0.0) + 1000 * (time.perf_counter() - started)
-        return self._embeddings[grid]
+        self._embeddings[grid] = cached  # the most recently used last
+        in_use = {crop.grid for crop in self._crops} | {grid}
+        stale = [g for g in self._embeddings if g not in in_use]
+        for old in stale[: max(len(self._embeddings) - self.max_cached_crops, 0)]:
+            del self._embeddings[old]
+        return cached
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         """Run the image encoder block by block, reporting progress and honouring cancel()."""

@@ -144,8 +144,6 @@ class SegAnyPETLogic:
             a loaded :class:`~SegAnyPETLib.model.Sam3D`. Loaded on first use.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         maxCrops: most crops per object (large organs grow across crops).
-        reuseCrops: let a new segment's first click reuse an encoded crop that holds it (see
-            :class:`~SegAnyPETLib.session.InteractiveSession`); batch evaluation turns it off.
         mirror: test-time mirroring (see :class:`~SegAnyPETLib.session.InteractiveSession`).
         clickedIslandsOnly: keep only the parts of a mask that a positive point touches (see
             :class:`~SegAnyPETLib.session.InteractiveSession`).
@@ -160,12 +158,11 @@ class SegAnyPETLogic:
             that caused it is removed again. Without it the error is logged; see ``lastError``.
     """
 
-    def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, reuseCrops: bool = True,
-                 mirror: bool = False, clickedIslandsOnly: bool = True) -> None:
+    def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, mirror: bool = False,
+                 clickedIslandsOnly: bool = True) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
-        self.reuseCrops = reuseCrops
         self.mirror = mirror
         self.clickedIslandsOnly = clickedIslandsOnly
         self.runner: Optional[Runner] = None
@@ -609,8 +606,7 @@ class SegAnyPETLogic:
                 from .session import InteractiveSession
 
                 self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
-                                                   reuse_crops=self.reuseCrops, mirror=self.mirror,
-                                                   clicked_islands_only=self.clickedIslandsOnly,
+                                                   mirror=self.mirror, clicked_islands_only=self.clickedIslandsOnly,
                                                    progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
@@ -738,9 +734,7 @@ class MRMLSegmenter:
 
     def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6,
                  mirror: bool = False, clickedIslandsOnly: bool = True) -> None:
-        # reuseCrops off as in seganypet evaluate
-        self.logic = SegAnyPETLogic(model, device, maxCrops, reuseCrops=False, mirror=mirror,
-                                    clickedIslandsOnly=clickedIslandsOnly)
+        self.logic = SegAnyPETLogic(model, device, maxCrops, mirror=mirror, clickedIslandsOnly=clickedIslandsOnly)
         # The protocol measures each target alone: other segments are never modified and no
         # masking applies, whatever the Segment Editor's settings in the scene are.
         settings = slicer.vtkMRMLSegmentEditorNode()

@@ -101,7 +101,7 @@ def _loader(cases, preprocessing, config, rank: int, start: int, stream: int):
     dataset = CropSampleDataset(
         cases, preprocessing, seed=config.seed * 1000 + stream, rank=rank, augment=config.augment,
         scale_range=config.scale_range, min_target_voxels=config.min_target_voxels,
-        target_weights=config.target_weights,
+        target_weights=config.target_weights, centre_shift=config.centre_shift,
     )
     return iter(DataLoader(
         dataset, batch_size=config.batch_size, sampler=SequentialSampler(start), collate_fn=collate,

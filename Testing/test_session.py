@@ -48,8 +48,26 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
     assert len(calls) == 1 and session.num_crops == 1
     assert session.timing["encoder_ms"] == 0.0 and session.timing["click_ms"] > 0
     session.new_object()
-    session.add_click((26, 20, 18))  # the next object near the first reuses the cached crop
-    assert len(calls) == 1
+    session.add_click((24, 20, 18))  # a new object clicked at the same spot: the same crop, cached
+    assert len(calls) == 1 and session.timing["encoder_ms"] == 0.0
+
+
+def test_the_embedding_cache_is_bounded(tiny_model):
+    image = sitk.GetImageFromArray(np.random.default_rng(2).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
+    image.SetSpacing((4.0, 4.0, 4.0))
+    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session.max_cached_crops = 2
+    session.set_image(image)
+    calls = count_encoder_runs(tiny_model)
+    for x in (40, 50, 60, 70, 40):  # five objects, each in its own crop
+        session.new_object()
+        session.add_click((x, 36, 36))
+        assert len(session._embeddings) <= 2
+    assert len(calls) == 5  # the first crop was dropped before it came back
+    session.add_click((41, 36, 36))  # a later click of the current object keeps its crop
+    session.new_object()
+    session.add_click((70, 36, 36))  # still cached
+    assert len(calls) == 5
 
 
 def test_the_mask_threshold_is_the_operating_point(tiny_model, blob_image):
@@ -68,17 +86,25 @@ def test_the_mask_threshold_is_the_operating_point(tiny_model, blob_image):
         InteractiveSession(tiny_model, device="cpu", mask_threshold=1.0)
 
 
-def test_protocol_mode_centres_every_object_on_its_first_click(tiny_model, blob_image):
-    """reuse_crops=False (evaluation): a target's crop never depends on the targets before it."""
-    alone = InteractiveSession(tiny_model, device="cpu", extend=False, reuse_crops=False)
-    alone.set_image(blob_image)
-    expected = alone.add_click((30, 20, 18))
-    session = InteractiveSession(tiny_model, device="cpu", extend=False, reuse_crops=False)
-    session.set_image(blob_image)
-    session.add_click((20, 18, 16))
+def test_every_object_is_centred_on_its_first_click(tiny_model):
+    """A crop that already holds a new object's first click is not reused (the networks segment
+    what lies at a crop's centre), so an object's result never depends on the objects before it."""
+    image = sitk.GetImageFromArray(np.random.default_rng(1).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
+    image.SetSpacing((4.0, 4.0, 4.0))  # 480 x 288 x 288 mm: larger than the 256 mm crop on every axis
+    calls = count_encoder_runs(tiny_model)
+    alone = InteractiveSession(tiny_model, device="cpu", extend=False)
+    alone.set_image(image)
+    expected = alone.add_click((60, 36, 36))
+    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session.set_image(image)
+    session.add_click((40, 36, 36))
+    earlier = session.crops[0]
+    assert earlier.contains(session.to_lps((60, 36, 36)), margin=8)  # the old reuse rule would take it
     session.new_object()
-    assert np.array_equal(session.add_click((30, 20, 18)), expected)
-    assert session.crops == alone.crops
+    assert np.array_equal(session.add_click((60, 36, 36)), expected)
+    assert session.crops == alone.crops and session.crops[0] != earlier
+    assert np.allclose(session.crops[0].center, session.to_lps((60, 36, 36)))
+    assert len(calls) == 3
 
 
 def test_point_spaces_agree(tiny_model, blob_image):

@@ -170,3 +170,26 @@ def test_options_are_checked_against_their_types(phantom_dataset, tmp_path, caps
         assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "run"), "--set", option]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_centre_shift_moves_the_target_off_the_crop_centre(phantom_dataset):
+    """By default the crop is centred on a target voxel (SAM-Med3D); ``centre_shift`` moves the
+    centre off the target, so the network must read the clicks to know what to segment."""
+    from SegAnyPETLib.preprocessing import PreprocessConfig
+    from SegAnyPETLib.training.data import CropSampleDataset, TrainingCase
+
+    case = next(iter(open_dataset(phantom_dataset, split="train").cases))
+    image, label = load_case(case)
+    cases = [TrainingCase.from_images(case.case_id, image, label, case.labels, 20)]
+    preprocessing = PreprocessConfig(spacing=(4.0, 4.0, 4.0), crop_size=64)
+    centre = slice(31, 33)
+
+    def centre_covered(shift):
+        dataset = CropSampleDataset(cases, preprocessing, augment=False, min_target_voxels=20, centre_shift=shift)
+        samples = [dataset[i]["target"][0] for i in range(40)]
+        assert all(target.sum() >= 20 for target in samples)
+        return [bool(target[centre, centre, centre].any()) for target in samples]
+
+    centred, shifted = sum(centre_covered(0.0)), sum(centre_covered(60.0))
+    assert centred >= 32  # the others: crops moved to stay inside the image (the brain at its top)
+    assert shifted <= centred / 2

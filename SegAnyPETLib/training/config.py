@@ -48,6 +48,7 @@ class TrainConfig:
     lq_click_iterations: int = 3  # simulated clicks per LQ prompt set (loss on the last)
     augment: bool = True  # flips, scale and intensity augmentation
     scale_range: Tuple[float, float] = (0.85, 1.15)
+    centre_shift: float = 0.0  # mm: move the crop centre off the target voxel by up to this on each axis (0: SAM-Med3D)
     # ---- optimisation
     epochs: int = 200
     max_steps: Optional[int] = None  # overrides epochs

@@ -54,6 +54,7 @@ class CropSampleDataset(Dataset):
         scale_range: Tuple[float, float] = (0.85, 1.15),
         min_target_voxels: int = 100,
         target_weights: Optional[Dict[str, float]] = None,
+        centre_shift: float = 0.0,
     ) -> None:
         self.cases = [case for case in cases if case.target_values]
         if not self.cases:
@@ -64,6 +65,7 @@ class CropSampleDataset(Dataset):
         self.scale_range = scale_range
         self.min_target_voxels = min_target_voxels
         self.target_weights = dict(target_weights or {})
+        self.centre_shift = centre_shift
 
     def __len__(self) -> int:
         return 2**62
@@ -83,7 +85,9 @@ class CropSampleDataset(Dataset):
         name = names[rng.choice(len(names), p=weights / weights.sum())]
         flat = case.target_voxels[name][rng.integers(len(case.target_voxels[name]))]
         index = np.unravel_index(int(flat), tuple(reversed(case.label.GetSize())))
-        center = case.label.TransformIndexToPhysicalPoint([int(index[2]), int(index[1]), int(index[0])])
+        center = np.array(case.label.TransformIndexToPhysicalPoint([int(index[2]), int(index[1]), int(index[0])]))
+        if self.centre_shift:  # the target need not cover the crop's centre: only the clicks say what to segment
+            center = center + rng.uniform(-self.centre_shift, self.centre_shift, 3)
         spacing = np.asarray(self.preprocessing.spacing, dtype=float)
         if self.augment:
             spacing = spacing * rng.uniform(*self.scale_range)
