@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from SegAnyPETLib.checkpoints import load_model
 from SegAnyPETLib.data import load_case, open_dataset
-from SegAnyPETLib.evaluate import evaluate_case
+from SegAnyPETLib.evaluate import ModelSegmenter, evaluate_case
 from SegAnyPETLib.labels import SEEN_ORGANS
 from SegAnyPETLib.preprocessing import CropGrid
 from SegAnyPETLib.session import InteractiveSession
@@ -49,23 +49,6 @@ class OffsetSession(InteractiveSession):
         return super()._new_crop(grid, seeds)
 
 
-class OffsetSegmenter:
-    """The evaluation protocol's segmenter over an :class:`OffsetSession`."""
-
-    def __init__(self, model, offset: float) -> None:
-        self.session = OffsetSession(model, offset)
-        self.name = f"{offset:g} mm"
-
-    def set_image(self, image: sitk.Image) -> None:
-        self.session.set_image(image)
-
-    def new_object(self) -> None:
-        self.session.new_object()
-
-    def click(self, index_zyx, positive):
-        return self.session.add_click(tuple(reversed(index_zyx)), positive=positive, space="ijk")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo")
@@ -74,7 +57,11 @@ def main() -> None:
     args = parser.parse_args()
 
     model = load_model(args.model, device="cpu")
-    segmenters = [OffsetSegmenter(model, float(value)) for value in args.offsets.split(",")]
+    segmenters = []
+    for value in args.offsets.split(","):
+        segmenter = ModelSegmenter(model, device="cpu", name=f"{float(value):g} mm")
+        segmenter.session = OffsetSession(model, float(value))
+        segmenters.append(segmenter)
     results = []
     for case in tqdm(open_dataset(args.data).cases, desc="cases", unit="case"):
         image, label = load_case(case)
