@@ -1,9 +1,9 @@
 """Interactive click-to-segment on one PET volume, with cached image embeddings.
 
 ``set_image`` validates the volume; the first click of an object picks a crop centred on it and
-runs the image encoder once; every further click inside the crop only reruns the prompt encoder
-and the mask decoder, with the points so far and the previous low-resolution logits as the mask
-prompt (the official SegAnyPET protocol). When the mask reaches a face of its crop while the image goes on
+runs the image encoder once; every further click inside the crop only reruns the prompt encoder and
+the mask decoder, with the points so far and the previous low-resolution logits as the mask prompt
+(the official SegAnyPET protocol). When the mask reaches a face of its crop while the image goes on
 beyond it (a liver larger than the crop, for example), the session adds an overlapping crop seeded
 from the mask, and merges the crops' probabilities with a Gaussian weight that favours each crop's
 centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. The
@@ -104,7 +104,7 @@ class InteractiveSession:
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
-    max_cached_crops = 16  # encoded crops kept for later objects (one per object), least recently used dropped
+    max_cached_crops = 16  # encoded crops kept for later objects; the least recently used go first
 
     def __init__(
         self,

@@ -99,7 +99,7 @@ def test_every_object_is_centred_on_its_first_click(tiny_model):
     session.set_image(image)
     session.add_click((40, 36, 36))
     earlier = session.crops[0]
-    assert earlier.contains(session.to_lps((60, 36, 36)), margin=8)  # the old reuse rule would take it
+    assert earlier.contains(session.to_lps((60, 36, 36)), margin=8)  # well inside the earlier crop
     session.new_object()
     assert np.array_equal(session.add_click((60, 36, 36)), expected)
     assert session.crops == alone.crops and session.crops[0] != earlier
