@@ -38,11 +38,12 @@ class Segmenter(Protocol):
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
 
-def method_name(source: str, mirror: bool = False, clicked_islands_only: bool = True) -> str:
+def method_name(source: str, mirror: bool = False, clicked_islands_only: bool = True, interior_crop: bool = True) -> str:
     """A model's name in reports: a checkpoint file by its file name, anything else as given;
     options that change its masks are named after it."""
     name = Path(source).name if Path(source).suffix in (".pt", ".pth") else source
-    return name + (" (mirrored)" if mirror else "") + ("" if clicked_islands_only else " (all islands)")
+    return (name + (" (mirrored)" if mirror else "") + ("" if clicked_islands_only else " (all islands)")
+            + ("" if interior_crop else " (no interior crop)"))
 
 
 class ModelSegmenter:
@@ -50,12 +51,13 @@ class ModelSegmenter:
 
     def __init__(self, model, device: str = "auto", name: Optional[str] = None,
                  mask_threshold: Optional[float] = None, mirror: bool = False,
-                 clicked_islands_only: bool = True) -> None:
+                 clicked_islands_only: bool = True, interior_crop: bool = True) -> None:
         from .session import InteractiveSession
 
-        self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold,
-                                          mirror=mirror, clicked_islands_only=clicked_islands_only)
-        self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror, clicked_islands_only)
+        self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold, mirror=mirror,
+                                          clicked_islands_only=clicked_islands_only, interior_crop=interior_crop)
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror, clicked_islands_only,
+                                        interior_crop)
         if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
             self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
 

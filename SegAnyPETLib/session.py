@@ -9,8 +9,11 @@ from the mask, and merges the crops' probabilities with a Gaussian weight that f
 centre (as nnU-Net merges sliding windows), so large organs are not cut at a straight line. The
 crops' probabilities reach the input grid by trilinear interpolation, so boundaries fall between
 crop voxels (the official code pastes its thresholded mask back with nearest neighbour, which is
-the only difference with a single crop). The mask keeps only the parts that a positive click
-touches (``clicked_islands_only``), so a leak into a separate neighbour is dropped.
+the only difference with a single crop). The first click of an object also adds a crop centred on
+the deepest point of its first mask (``interior_crop``): the networks are trained on crops centred on
+a voxel of their target with the clicks elsewhere, and a click at an organ's edge puts the crop's
+centre between two organs. The mask keeps only the parts that a positive click touches
+(``clicked_islands_only``), so a leak into a separate neighbour is dropped.
 """
 from __future__ import annotations
 
@@ -101,6 +104,9 @@ class InteractiveSession:
         clicked_islands_only: keep only the parts of the mask that a positive click touches (the
             Segment Editor's "keep selected island"), so a leak into a separate neighbouring organ
             is dropped; a mask that no positive click touches is kept whole.
+        interior_crop: a new object's first click also adds a crop centred on the deepest point of
+            the mask's part that holds the click, and the crops are blended: one more encoder run
+            per object.
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
@@ -117,6 +123,7 @@ class InteractiveSession:
         mask_threshold: Optional[float] = None,
         mirror: bool = False,
         clicked_islands_only: bool = True,
+        interior_crop: bool = True,
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -129,6 +136,7 @@ class InteractiveSession:
         self.mask_threshold = check_mask_threshold(model.mask_threshold if mask_threshold is None else mask_threshold)
         self.mirror = mirror
         self.clicked_islands_only = clicked_islands_only
+        self.interior_crop = interior_crop
         self.progress = progress
         self.timing: Dict[str, float] = {}
         self._cancel = threading.Event()
@@ -310,6 +318,7 @@ class InteractiveSession:
     def _update_for_point(self, point: Point) -> None:
         started = time.perf_counter()
         self.timing = {"encoder_ms": 0.0}
+        first_crop = not self._crops
         targets = [crop for crop in self._crops if crop.grid.contains(point.lps)]
         if not targets:
             if point.label == 0:
@@ -326,9 +335,40 @@ class InteractiveSession:
             changed.append(crop)
         if self.extend:
             changed += self._extend_crops(changed)
+        if first_crop and self.interior_crop:
+            changed += self._add_interior_crop(targets[0], point)
         self._merge(changed)
         self.timing["total_ms"] = 1000 * (time.perf_counter() - started)
         self.timing["click_ms"] = self.timing["total_ms"] - self.timing["encoder_ms"]
+
+    def _add_interior_crop(self, crop: _Crop, click: Point) -> List[_Crop]:
+        """Add a crop centred on the deepest voxel of ``crop``'s mask part that holds the click.
+
+        An object's first click is often near its edge (the protocol draws it anywhere inside), and
+        the crop centred there sees a neighbouring organ as much as the clicked one; the added crop
+        has the object at its centre and the click off it, as in training. Returns the new crops
+        (with those added beyond its faces); none where the mask misses the click, its deepest point
+        is within a crop voxel of the click, or the crop there would not hold the click.
+        """
+        if len(self._crops) >= self.max_crops:
+            return []
+        mask = self._crop_probability(crop) > self.mask_threshold
+        index = tuple(np.clip(np.rint(crop.grid.to_index(click.lps)[0]).astype(int), 0, crop.grid.size - 1))
+        parts, _ = ndimage.label(mask)
+        if parts[index] == 0:
+            return []
+        # Depth within the crop: its faces count as the part's surface.
+        depth = ndimage.distance_transform_edt(np.pad(parts == parts[index], 1), sampling=crop.grid.spacing)[1:-1, 1:-1, 1:-1]
+        deepest = np.unravel_index(int(np.argmax(depth)), mask.shape)
+        center = crop.grid.to_physical(np.asarray(deepest, float))[0]
+        if np.linalg.norm(center - click.lps) < max(crop.grid.spacing):
+            return []
+        grid = CropGrid.around(center, self.preprocessing, self.image)
+        if not grid.contains(click.lps) or any(other.grid == grid for other in self._crops):
+            return []  # moved off the click to fit in the image, or no move at all
+        interior = self._new_crop(grid)
+        self._predict(interior)
+        return [interior] + (self._extend_crops([interior]) if self.extend else [])
 
     def _new_crop(self, grid: CropGrid, seeds: Sequence[Point] = ()) -> _Crop:
         self._embedding(grid)  # encode now: a cancelled encoder leaves no crop behind

@@ -55,7 +55,7 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
 def test_the_embedding_cache_is_bounded(tiny_model):
     image = sitk.GetImageFromArray(np.random.default_rng(2).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
     image.SetSpacing((4.0, 4.0, 4.0))
-    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, device="cpu", extend=False, interior_crop=False)
     session.max_cached_crops = 2
     session.set_image(image)
     calls = count_encoder_runs(tiny_model)
@@ -105,6 +105,40 @@ def test_every_object_is_centred_on_its_first_click(tiny_model):
     assert session.crops == alone.crops and session.crops[0] != earlier
     assert np.allclose(session.crops[0].center, session.to_lps((60, 36, 36)))
     assert len(calls) == 3
+
+
+def test_a_first_click_at_the_masks_edge_adds_a_crop_centred_inside_it():
+    """The network here segments the second half of its crop along the first axis, so the first
+    click (the crop's centre) lies on the mask's edge: a second crop is centred on the deepest
+    point of that half, costs one encoder run and is blended in; later clicks add none. A click
+    at the centre of its mask adds no crop."""
+    image = sitk.GetImageFromArray(np.random.default_rng(1).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
+    image.SetSpacing((4.0, 4.0, 4.0))
+    model = cut_model(spacing=1.5, start=0.0, stop=0.5)
+    calls = count_encoder_runs(model)
+    masks = {}
+    for interior_crop in (True, False):
+        session = InteractiveSession(model, device="cpu", extend=False, interior_crop=interior_crop)
+        session.set_image(image)
+        masks[interior_crop] = session.add_click((60, 36, 36))
+    assert len(calls) == 3 and session.num_crops == 1
+    session = InteractiveSession(model, device="cpu", extend=False)
+    session.set_image(image)
+    session.add_click((60, 36, 36))
+    assert len(calls) == 5
+    first, interior = session.crops
+    index = first.to_index(interior.center)[0]
+    half = first.size // 2  # the mask: crop indices half..size-1 on the first axis
+    assert abs(index[0] - (half + (half - 1) / 2)) <= 0.5  # midway between the cut and the crop face
+    assert np.all((index[1:] >= half / 2 - 1) & (index[1:] <= first.size - half / 2))  # at least as deep
+    assert not np.array_equal(masks[True], masks[False])
+    session.add_click((58, 36, 36))
+    assert session.num_crops == 2 and len(calls) == 5
+
+    everything = InteractiveSession(constant_model("tiny", sign=1.0), device="cpu", extend=False)
+    everything.set_image(image)
+    everything.add_click((60, 36, 36))
+    assert everything.num_crops == 1
 
 
 def test_point_spaces_agree(tiny_model, blob_image):
@@ -158,7 +192,7 @@ def test_paste_back_matches_the_crop_geometry(blob_image):
     """A network that segments everything returns exactly the input voxels inside its crop."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
-    session = InteractiveSession(model, device="cpu", extend=False)
+    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     grid = session.crops[0]
@@ -173,10 +207,10 @@ def test_masks_that_reach_the_crop_border_add_crops(blob_image):
     """Large organs: the session extends past crop faces that lie inside the image."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)  # 96 mm crop
-    single = InteractiveSession(model, device="cpu", extend=False)
+    single = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
     single.set_image(blob_image)
     cut = single.add_click((24, 20, 18))
-    session = InteractiveSession(model, device="cpu", max_crops=4)
+    session = InteractiveSession(model, device="cpu", max_crops=4, interior_crop=False)
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     assert session.num_crops > 1
@@ -359,13 +393,14 @@ def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
     the slab it lies in; a positive click on the other slab keeps both; a negative click adds no
     island; with ``clicked_islands_only=False`` both slabs are always there."""
     model = cut_model(spacing=2.0, start=0.25, stop=0.375)
-    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False)
+    # One crop: an interior crop would put its own slabs elsewhere.
+    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False, interior_crop=False)
     everything.set_image(blob_image)
     both = everything.add_click((24, 20, 18))
     islands, count = ndimage.label(both)
     assert count == 2
 
-    session = InteractiveSession(model, device="cpu", extend=False)
+    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18))
     clicked = islands[18, 20, 24]

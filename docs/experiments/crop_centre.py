@@ -4,7 +4,7 @@ The session centres a new object's crop on its first click, as the networks were
 centred on a voxel of their target) and as the official protocol does. This script moves the crop's
 centre away from the first click by each offset (mm, in a random direction fixed per click, one in
 which the crop still holds the click) and runs the one-click protocol of ``seganypet evaluate`` on
-every target of every case:
+every target of every case, with that crop alone (the session's interior crop off):
 
     python docs/experiments/crop_centre.py --model demo --data phantoms_val --offsets 0,8,16,32,48
 """
@@ -30,7 +30,7 @@ class OffsetSession(InteractiveSession):
     """A session whose first crop of each object is centred ``offset`` mm away from the first click."""
 
     def __init__(self, model, offset: float) -> None:
-        super().__init__(model, device="cpu")
+        super().__init__(model, device="cpu", interior_crop=False)  # the crop at the click alone
         self.offset = offset
 
     def _new_crop(self, grid: CropGrid, seeds: Sequence = ()):
