@@ -285,6 +285,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.mirrorCheckBox.connect("toggled(bool)", self.onMirrorToggled)
         self.ui.clickedIslandsCheckBox.connect("toggled(bool)", self.onClickedIslandsToggled)
+        self.ui.interiorCropCheckBox.connect("toggled(bool)", self.onInteriorCropToggled)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -369,6 +370,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.setMirror(self.ui.mirrorCheckBox.checked)
         self.ui.clickedIslandsCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/ClickedIslandsOnly", True))
         self.logic.setClickedIslandsOnly(self.ui.clickedIslandsCheckBox.checked)
+        self.ui.interiorCropCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/InteriorCrop", True))
+        self.logic.setInteriorCrop(self.ui.interiorCropCheckBox.checked)
 
     def _modelSource(self):
         choice = self.ui.modelComboBox.currentData
@@ -416,6 +419,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         qt.QSettings().setValue("SegAnyPET/ClickedIslandsOnly", bool(checked))
         self.logic.setClickedIslandsOnly(checked)
+
+    def onInteriorCropToggled(self, checked):
+        if self.runner.running:
+            return
+        qt.QSettings().setValue("SegAnyPET/InteriorCrop", bool(checked))
+        self.logic.setInteriorCrop(checked)
 
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
@@ -614,7 +623,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         remote = self.ui.modelComboBox.currentData not in (LOCAL_MODEL, "demo")
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
-                       self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox,
+                       self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox, self.ui.interiorCropCheckBox,
                        self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
                        self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

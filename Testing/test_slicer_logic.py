@@ -146,6 +146,9 @@ def test_mirroring_and_the_island_option_reach_the_session(world, network, case)
     assert not world.logic._session.mirror and np.array_equal(world.segment(), expected)
     world.logic.setClickedIslandsOnly(False)
     assert not world.logic._session.clicked_islands_only and not world.logic.clickedIslandsOnly
+    assert world.logic._session.interior_crop
+    world.logic.setInteriorCrop(False)
+    assert not world.logic._session.interior_crop and not world.logic.interiorCrop
 
 
 def _tag(world, segmentId=None):
