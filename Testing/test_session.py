@@ -141,6 +141,32 @@ def test_a_first_click_at_the_masks_edge_adds_a_crop_centred_inside_it():
     assert everything.num_crops == 1
 
 
+def test_no_interior_crop_that_would_not_hold_the_click():
+    """A first click near the image's edge, in a thin arm of a mask whose bulk lies across the
+    crop: a crop centred on the bulk would not hold the click, so none is added."""
+    image = sitk.GetImageFromArray(np.random.default_rng(1).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
+    image.SetSpacing((4.0, 4.0, 4.0))
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)
+    probe = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
+    probe.set_image(image)
+    click = (1, 36, 60)  # 4 mm from the image's face: the crop is moved off the click to fit
+    probe.add_click(click)
+    n = model.config.low_res_size  # the logits' grid, (i, j, k) as the crop
+    cell = (probe.crops[0].to_index(probe.to_lps(click))[0] * n / model.config.img_size).astype(int)
+    low = np.zeros((n, n, n), bool)
+    bulk = slice(n * 5 // 8, n) if cell[0] < n // 2 else slice(0, n * 3 // 8)
+    low[bulk] = True
+    low[min(cell[0], bulk.start) : max(cell[0] + 2, bulk.stop), cell[1] - 1 : cell[1] + 2, cell[2] - 1 : cell[2] + 2] = True  # the arm
+    decode = model.decode
+    model.decode = lambda *args, **kwargs: (lambda out: (out[0].abs() * (2 * torch.from_numpy(low) - 1), out[1]))(
+        decode(*args, **kwargs))
+    session = InteractiveSession(model, device="cpu", extend=False)
+    session.set_image(image)
+    mask = session.add_click(click)
+    assert session.num_crops == 1 and mask[click[::-1]] == 1
+
+
 def test_point_spaces_agree(tiny_model, blob_image):
     session = InteractiveSession(tiny_model, device="cpu")
     session.set_image(blob_image)
