@@ -157,10 +157,16 @@ def test_no_interior_crop_that_would_not_hold_the_click():
     low = np.zeros((n, n, n), bool)
     bulk = slice(n * 5 // 8, n) if cell[0] < n // 2 else slice(0, n * 3 // 8)
     low[bulk] = True
-    low[min(cell[0], bulk.start) : max(cell[0] + 2, bulk.stop), cell[1] - 1 : cell[1] + 2, cell[2] - 1 : cell[2] + 2] = True  # the arm
+    arm = (slice(min(cell[0], bulk.start), max(cell[0] + 2, bulk.stop)),) + tuple(slice(c - 1, c + 2) for c in cell[1:])
+    low[arm] = True
+    sign = torch.from_numpy(np.where(low, 1.0, -1.0).astype(np.float32))
     decode = model.decode
-    model.decode = lambda *args, **kwargs: (lambda out: (out[0].abs() * (2 * torch.from_numpy(low) - 1), out[1]))(
-        decode(*args, **kwargs))
+
+    def shaped(*args, **kwargs):
+        logits, iou = decode(*args, **kwargs)
+        return logits.abs() * sign, iou
+
+    model.decode = shaped
     session = InteractiveSession(model, device="cpu", extend=False)
     session.set_image(image)
     mask = session.add_click(click)
