@@ -286,6 +286,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.mirrorCheckBox.connect("toggled(bool)", self.onMirrorToggled)
         self.ui.clickedIslandsCheckBox.connect("toggled(bool)", self.onClickedIslandsToggled)
         self.ui.interiorCropCheckBox.connect("toggled(bool)", self.onInteriorCropToggled)
+        self.ui.partCheckCheckBox.connect("toggled(bool)", self.onPartCheckToggled)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -372,6 +373,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.setClickedIslandsOnly(self.ui.clickedIslandsCheckBox.checked)
         self.ui.interiorCropCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/InteriorCrop", True))
         self.logic.setInteriorCrop(self.ui.interiorCropCheckBox.checked)
+        self.ui.partCheckCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/PartCheck", True))
+        self.logic.setPartCheck(self.ui.partCheckCheckBox.checked)
 
     def _modelSource(self):
         choice = self.ui.modelComboBox.currentData
@@ -425,6 +428,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         qt.QSettings().setValue("SegAnyPET/InteriorCrop", bool(checked))
         self.logic.setInteriorCrop(checked)
+
+    def onPartCheckToggled(self, checked):
+        if self.runner.running:
+            return
+        qt.QSettings().setValue("SegAnyPET/PartCheck", bool(checked))
+        self.logic.setPartCheck(checked)
 
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
@@ -624,6 +633,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
                        self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox, self.ui.interiorCropCheckBox,
+                       self.ui.partCheckCheckBox,
                        self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
                        self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

@@ -38,26 +38,32 @@ class Segmenter(Protocol):
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
 
-def method_name(source: str, mirror: bool = False, clicked_islands_only: bool = True, interior_crop: bool = True) -> str:
+# Session options that change the masks: their defaults and how reports name them otherwise.
+SESSION_OPTIONS = {
+    "mirror": (False, "mirrored"),
+    "clicked_islands_only": (True, "all islands"),
+    "interior_crop": (True, "no interior crop"),
+    "part_check": (True, "no part check"),
+}
+
+
+def method_name(source: str, **options: bool) -> str:
     """A model's name in reports: a checkpoint file by its file name, anything else as given;
-    options that change its masks are named after it."""
+    session options (:data:`SESSION_OPTIONS`) away from their defaults are named after it."""
     name = Path(source).name if Path(source).suffix in (".pt", ".pth") else source
-    return (name + (" (mirrored)" if mirror else "") + ("" if clicked_islands_only else " (all islands)")
-            + ("" if interior_crop else " (no interior crop)"))
+    return name + "".join(f" ({label})" for key, (default, label) in SESSION_OPTIONS.items()
+                          if options.get(key, default) != default)
 
 
 class ModelSegmenter:
-    """The network through :class:`~SegAnyPETLib.session.InteractiveSession`."""
+    """The network through :class:`~SegAnyPETLib.session.InteractiveSession` (``options``: its keywords)."""
 
     def __init__(self, model, device: str = "auto", name: Optional[str] = None,
-                 mask_threshold: Optional[float] = None, mirror: bool = False,
-                 clicked_islands_only: bool = True, interior_crop: bool = True) -> None:
+                 mask_threshold: Optional[float] = None, **options: bool) -> None:
         from .session import InteractiveSession
 
-        self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold, mirror=mirror,
-                                          clicked_islands_only=clicked_islands_only, interior_crop=interior_crop)
-        self.name = name or method_name(str(getattr(model, "source", None) or "model"), mirror, clicked_islands_only,
-                                        interior_crop)
+        self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold, **options)
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"), **options)
         if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
             self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
 

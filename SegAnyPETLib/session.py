@@ -13,7 +13,9 @@ the only difference with a single crop). The first click of an object also adds 
 the deepest point of its first mask (``interior_crop``): the networks are trained on crops centred on
 a voxel of their target with the clicks elsewhere, and a click at an organ's edge puts the crop's
 centre between two organs. The mask keeps only the parts that a positive click touches
-(``clicked_islands_only``), so a leak into a separate neighbour is dropped.
+(``clicked_islands_only``), so a leak into a separate neighbour is dropped. A leak joined to the
+object is checked by clicking it (``part_check``): the first mask is split where it narrows, and a
+part whose own segmentation does not reach the first click is another object and is left out.
 """
 from __future__ import annotations
 
@@ -107,10 +109,19 @@ class InteractiveSession:
         interior_crop: a new object's first click also adds a crop centred on the deepest point of
             the mask's part that holds the click, and the crops are blended: one more encoder run
             per object.
+        part_check: split a new object's first mask where it narrows (regional maxima of the
+            depth below its surface, ``part_depth_mm`` above the saddle between them) and segment
+            each part but the click's from its deepest voxel alone; a part whose own mask does not
+            reach the first click is another object (the spleen's first mask taking the left
+            kidney) and is left out of the mask until a positive click lands in it. One more
+            encoder run per part checked.
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
     max_cached_crops = 16  # encoded crops kept for later objects; the least recently used go first
+    part_depth_mm = 3.0  # how much deeper than the narrowing between them two parts must be
+    min_part_ml = 5.0  # smaller parts are not checked
+    max_part_checks = 4  # the largest parts checked (an encoder run each)
 
     def __init__(
         self,
@@ -124,6 +135,7 @@ class InteractiveSession:
         mirror: bool = False,
         clicked_islands_only: bool = True,
         interior_crop: bool = True,
+        part_check: bool = True,
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -137,6 +149,7 @@ class InteractiveSession:
         self.mirror = mirror
         self.clicked_islands_only = clicked_islands_only
         self.interior_crop = interior_crop
+        self.part_check = part_check
         self.progress = progress
         self.timing: Dict[str, float] = {}
         self._cancel = threading.Event()
@@ -231,7 +244,8 @@ class InteractiveSession:
         """Current mask of the object, (z, y, x) uint8 (a copy)."""
         if self._image is None:
             raise SegAnyPETError("no image: call set_image first")
-        return self._clicked_islands() if self.clicked_islands_only else self._mask.copy()
+        mask = self._mask if self._foreign is None else self._mask & ~self._foreign
+        return self._clicked_islands(mask) if self.clicked_islands_only else mask.copy()
 
     @property
     def points(self) -> List[Tuple[Tuple[float, float, float], int]]:
@@ -274,6 +288,7 @@ class InteractiveSession:
         self._points: List[Point] = []
         self._crops: List[_Crop] = []
         self._rejected: Set[CropGrid] = set()  # added crops this object dropped: not decoded again on each click
+        self._foreign: Optional[np.ndarray] = None  # parts of the first mask that are another object
         if not keep_history:
             self._history: List[tuple] = []
         if self._image is not None:
@@ -281,10 +296,10 @@ class InteractiveSession:
 
     def _snapshot(self) -> tuple:
         crops = [(crop, crop.logits, list(crop.seeds)) for crop in self._crops]
-        return list(self._points), crops, self._mask.copy()
+        return list(self._points), crops, self._mask.copy(), self._foreign
 
     def _restore(self, snapshot: tuple) -> None:
-        points, crops, mask = snapshot
+        points, crops, mask, self._foreign = snapshot
         self._points = list(points)
         self._crops = []
         for crop, logits, seeds in crops:
@@ -294,31 +309,39 @@ class InteractiveSession:
             self._crops.append(crop)
         self._mask = mask
 
-    def _clicked_islands(self) -> np.ndarray:
-        """The mask's face-connected parts that a positive click or one of its 26 neighbours touches."""
-        mask = self._mask.copy()
-        regions = [crop.region for crop in self._crops if crop.region is not None]
-        if not regions:
+    def _clicked_islands(self, mask: np.ndarray) -> np.ndarray:
+        """The face-connected parts of ``mask`` that a positive click or one of its 26 neighbours touches."""
+        mask = mask.copy()
+        box = self._crops_box()
+        if box is None:
             return mask
-        box = tuple(slice(min(r[a].start for r in regions), max(r[a].stop for r in regions)) for a in range(3))
         islands, count = ndimage.label(mask[box])
         if count < 2:
             return mask
         touched = set()
         for point in self._points:
             if point.label == 1:
-                index = np.rint(self.image.TransformPhysicalPointToContinuousIndex(point.lps.tolist()))[::-1]
-                near = tuple(slice(max(int(i) - 1 - b.start, 0), max(int(i) + 2 - b.start, 0)) for i, b in zip(index, box))
+                near = tuple(slice(max(i - 1 - b.start, 0), max(i + 2 - b.start, 0)) for i, b in zip(self._voxel(point), box))
                 touched.update(np.unique(islands[near]).tolist())
         touched.discard(0)
         if touched:
             mask[box] = np.isin(islands, sorted(touched))
         return mask
 
+    def _crops_box(self) -> Optional[Tuple[slice, slice, slice]]:
+        """(z, y, x) slices of the input grid around every crop of the object; None without crops."""
+        regions = [crop.region for crop in self._crops if crop.region is not None]
+        if not regions:
+            return None
+        return tuple(slice(min(r[a].start for r in regions), max(r[a].stop for r in regions)) for a in range(3))
+
     def _update_for_point(self, point: Point) -> None:
         started = time.perf_counter()
         self.timing = {"encoder_ms": 0.0}
         first_crop = not self._crops
+        if point.label == 1 and self._foreign is not None and self._foreign[self._voxel(point)]:
+            parts, _ = ndimage.label(self._foreign)  # the user says this part is the object after all
+            self._foreign = self._foreign & (parts != parts[self._voxel(point)])
         targets = [crop for crop in self._crops if crop.grid.contains(point.lps)]
         if not targets:
             if point.label == 0:
@@ -338,6 +361,8 @@ class InteractiveSession:
         if first_crop and self.interior_crop:
             changed += self._add_interior_crop(targets[0], point)
         self._merge(changed)
+        if first_crop and self.part_check:
+            self._foreign = self._foreign_parts(point)
         self.timing["total_ms"] = 1000 * (time.perf_counter() - started)
         self.timing["click_ms"] = self.timing["total_ms"] - self.timing["encoder_ms"]
 
@@ -369,6 +394,70 @@ class InteractiveSession:
         interior = self._new_crop(grid)
         self._predict(interior)
         return [interior] + (self._extend_crops([interior]) if self.extend else [])
+
+    def _foreign_parts(self, click: Point) -> Optional[np.ndarray]:
+        """The parts of the mask that, segmented from their own deepest voxel, do not reach ``click``.
+
+        The mask's component holding the click is split into cores (:func:`_depth_cores`), each
+        voxel going to its nearest core; the ``max_part_checks`` largest parts but the click's, of at
+        least ``min_part_ml``, are each segmented from a crop centred on their core's deepest voxel,
+        with that voxel as the only click. Returns the parts whose own mask does not reach the
+        click, or None.
+        """
+        mask, index = self.mask, self._voxel(click)
+        if not mask[index]:
+            return None
+        crops = self._crops_box()
+        parts, _ = ndimage.label(mask[crops])
+        at_click = parts[tuple(i - b.start for i, b in zip(index, crops))]
+        inner = ndimage.find_objects((parts == at_click).astype(np.uint8))[0]
+        box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(crops, inner))
+        component = parts[inner] == at_click
+        spacing = np.asarray(self.image.GetSpacing()[::-1])
+        depth = ndimage.distance_transform_edt(np.pad(component, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        cores = _depth_cores(depth, self.part_depth_mm)
+        if cores.max() < 2:
+            return None
+        nearest = ndimage.distance_transform_edt(cores == 0, sampling=spacing, return_distances=False, return_indices=True)
+        owner = np.where(component, cores[tuple(nearest)], 0)
+        own = owner[tuple(i - b.start for i, b in zip(index, box))]
+        voxel_ml = float(np.prod(spacing)) / 1000.0
+        volumes = ndimage.sum(component, owner, index=np.arange(cores.max() + 1)) * voxel_ml
+        volumes[[0, own]] = 0
+        largest = [label for label in np.argsort(-volumes)[: self.max_part_checks] if volumes[label] >= self.min_part_ml]
+        foreign = np.zeros(self._shape, dtype=bool)
+        for label in largest:
+            deepest = np.unravel_index(int(np.argmax(np.where(cores == label, depth, 0))), depth.shape)
+            zyx = [float(d + b.start) for d, b in zip(deepest, box)]
+            probe = np.asarray(self.image.TransformContinuousIndexToPhysicalPoint(zyx[::-1]))
+            if not self._segments_with(probe, click):
+                logger.debug("leaving out %.0f mL of the mask: clicked alone it is another object", volumes[label])
+                foreign[box] |= owner == label
+        return foreign if foreign.any() else None
+
+    def _segments_with(self, probe: np.ndarray, click: Point) -> bool:
+        """Whether the probe (LPS mm), clicked alone in a crop centred on it, may segment ``click`` with it.
+
+        False only where that mask's part holding the probe ends inside the crop without reaching
+        the click; a part that misses the probe or reaches the crop's faces says nothing against it.
+        """
+        grid = CropGrid.around(probe, self.preprocessing, self.image)
+        crop = _Crop(grid, None)
+        self._predict(crop, [Point(probe, 1)])
+        parts, _ = ndimage.label(self._crop_probability(crop) > self.mask_threshold)
+        at_probe = parts[tuple(np.clip(np.rint(grid.to_index(probe)[0]).astype(int), 0, grid.size - 1))]
+        if at_probe == 0:
+            return True
+        part = parts == at_probe
+        if any(np.take(part, layer, axis).any() for axis in range(3) for layer in (0, -1)):
+            return True  # the object goes on beyond the crop
+        at_click = np.rint(grid.to_index(click.lps)[0]).astype(int)
+        return grid.contains(click.lps) and bool(part[tuple(np.clip(at_click, 0, grid.size - 1))])
+
+    def _voxel(self, point: Point) -> Tuple[int, int, int]:
+        """The input-grid voxel (z, y, x) nearest to a point."""
+        index = np.rint(self.image.TransformPhysicalPointToContinuousIndex(point.lps.tolist()))[::-1].astype(int)
+        return tuple(int(v) for v in np.clip(index, 0, np.asarray(self._shape) - 1))
 
     def _new_crop(self, grid: CropGrid, seeds: Sequence[Point] = ()) -> _Crop:
         self._embedding(grid)  # encode now: a cancelled encoder leaves no crop behind
@@ -419,8 +508,9 @@ class InteractiveSession:
         if self.progress is not None:
             self.progress(fraction, text)
 
-    def _prompts(self, crop: _Crop) -> Tuple[torch.Tensor, torch.Tensor]:
-        points = crop.seeds + [p for p in self._points if crop.grid.contains(p.lps)]
+    def _prompts(self, crop: _Crop, points: Optional[Sequence[Point]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        if points is None:
+            points = crop.seeds + [p for p in self._points if crop.grid.contains(p.lps)]
         coords = np.rint(crop.grid.to_index(np.array([p.lps for p in points])))
         coords = np.clip(coords, 0, crop.grid.size - 1)
         labels = [p.label for p in points]
@@ -429,11 +519,11 @@ class InteractiveSession:
             torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None],
         )
 
-    def _predict(self, crop: _Crop) -> None:
-        """Decode the crop's points and previous logits; with mirroring, one batch over the mirrorings."""
+    def _predict(self, crop: _Crop, points: Optional[Sequence[Point]] = None) -> None:
+        """Decode the crop's points (or ``points``) and previous logits; with mirroring, one batch over the mirrorings."""
         low = self.model.config.low_res_size
         previous = crop.logits if crop.logits is not None else torch.zeros(1, 1, low, low, low, device=self.device)
-        coords, labels = self._prompts(crop)
+        coords, labels = self._prompts(crop, points)
         mirrorings = self._mirrorings
         top = crop.grid.size - 1
         with torch.inference_mode():
@@ -560,6 +650,26 @@ class InteractiveSession:
         distance = ndimage.distance_transform_edt(region)
         index = np.unravel_index(int(np.argmax(distance)), mask.shape)
         return grid.to_physical(np.asarray(index, float))[0]
+
+
+def _depth_cores(depth: np.ndarray, prominence: float) -> np.ndarray:
+    """Label the regions around the maxima of ``depth`` that rise ``prominence`` above their saddles.
+
+    Among the levels of ``depth`` (1 mm apart), the one whose connected components include the most
+    that reach ``prominence`` above it; returns those components labelled 1..n (all zero when fewer
+    than two).
+    """
+    best, count = np.zeros(depth.shape, np.int32), 0
+    for level in np.arange(1.0, float(depth.max()), 1.0):
+        components, n = ndimage.label(depth >= level)
+        if n < 2:
+            continue
+        peaks = ndimage.maximum(depth, components, index=np.arange(1, n + 1))
+        prominent = np.flatnonzero(peaks >= level + prominence) + 1
+        if len(prominent) > count:
+            count = len(prominent)
+            best = np.where(np.isin(components, prominent), np.searchsorted(prominent, components) + 1, 0)
+    return best if count >= 2 else np.zeros(depth.shape, np.int32)
 
 
 def _mirror_points(coords: torch.Tensor, axes: Sequence[int], top: int) -> torch.Tensor:

@@ -149,6 +149,8 @@ class SegAnyPETLogic:
             :class:`~SegAnyPETLib.session.InteractiveSession`).
         interiorCrop: a segment's first point also adds a crop centred inside its first mask (see
             :class:`~SegAnyPETLib.session.InteractiveSession`).
+        partCheck: parts of a segment's first mask that, clicked alone, give another object are left
+            out (see :class:`~SegAnyPETLib.session.InteractiveSession`).
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in
@@ -161,13 +163,14 @@ class SegAnyPETLogic:
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, mirror: bool = False,
-                 clickedIslandsOnly: bool = True, interiorCrop: bool = True) -> None:
+                 clickedIslandsOnly: bool = True, interiorCrop: bool = True, partCheck: bool = True) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
         self.mirror = mirror
         self.clickedIslandsOnly = clickedIslandsOnly
         self.interiorCrop = interiorCrop
+        self.partCheck = partCheck
         self.runner: Optional[Runner] = None
         self.progressCallback: Optional[Callable[[float, str], None]] = None
         self.updateCallback: Optional[Callable[[Dict[str, float]], None]] = None
@@ -242,6 +245,13 @@ class SegAnyPETLogic:
         self.interiorCrop = bool(interiorCrop)
         if self._session is not None:
             self._session.interior_crop = self.interiorCrop
+
+    def setPartCheck(self, partCheck: bool) -> None:
+        """Leave out the parts of a segment's first mask that are another object, or not; from the next segment's first point."""
+        self._requireIdle()
+        self.partCheck = bool(partCheck)
+        if self._session is not None:
+            self._session.part_check = self.partCheck
 
     def setInputVolume(self, volumeNode) -> None:
         """The PET volume the clicks segment (any scalar volume; SUV or activity, the model normalises)."""
@@ -617,7 +627,8 @@ class SegAnyPETLogic:
 
                 self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
                                                    mirror=self.mirror, clicked_islands_only=self.clickedIslandsOnly,
-                                                   interior_crop=self.interiorCrop, progress=self._progress)
+                                                   interior_crop=self.interiorCrop, part_check=self.partCheck,
+                                                   progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
                 self._imageStale = False
@@ -743,9 +754,10 @@ class MRMLSegmenter:
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6,
-                 mirror: bool = False, clickedIslandsOnly: bool = True, interiorCrop: bool = True) -> None:
+                 mirror: bool = False, clickedIslandsOnly: bool = True, interiorCrop: bool = True,
+                 partCheck: bool = True) -> None:
         self.logic = SegAnyPETLogic(model, device, maxCrops, mirror=mirror, clickedIslandsOnly=clickedIslandsOnly,
-                                    interiorCrop=interiorCrop)
+                                    interiorCrop=interiorCrop, partCheck=partCheck)
         # The protocol measures each target alone: other segments are never modified and no
         # masking applies, whatever the Segment Editor's settings in the scene are.
         settings = slicer.vtkMRMLSegmentEditorNode()

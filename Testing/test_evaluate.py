@@ -138,7 +138,9 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
     assert main([*common[:-4], "--out", str(tmp_path / "low"), "--clicks", "1", "--mask-threshold", "0.2"]) == 0
     with open(tmp_path / "low" / "results.csv", newline="") as handle:
         assert {r["method"] for r in csv.DictReader(handle)} == {f"{tiny_checkpoint.name} (mask threshold 0.2)"}
-    # So is keeping the islands no positive click touches.
-    assert main([*common[:-4], "--out", str(tmp_path / "islands"), "--clicks", "1", "--all-islands"]) == 0
+    # So is every session default switched off.
+    assert main([*common[:-4], "--out", str(tmp_path / "islands"), "--clicks", "1", "--all-islands",
+                 "--no-interior-crop", "--no-part-check"]) == 0
     with open(tmp_path / "islands" / "results.csv", newline="") as handle:
-        assert {r["method"] for r in csv.DictReader(handle)} == {f"{tiny_checkpoint.name} (all islands)"}
+        assert {r["method"] for r in csv.DictReader(handle)} == {
+            f"{tiny_checkpoint.name} (all islands) (no interior crop) (no part check)"}

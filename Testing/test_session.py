@@ -55,7 +55,7 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
 def test_the_embedding_cache_is_bounded(tiny_model):
     image = sitk.GetImageFromArray(np.random.default_rng(2).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
     image.SetSpacing((4.0, 4.0, 4.0))
-    session = InteractiveSession(tiny_model, device="cpu", extend=False, interior_crop=False)
+    session = InteractiveSession(tiny_model, device="cpu", extend=False, interior_crop=False, part_check=False)
     session.max_cached_crops = 2
     session.set_image(image)
     calls = count_encoder_runs(tiny_model)
@@ -171,6 +171,59 @@ def test_no_interior_crop_that_would_not_hold_the_click():
     session.set_image(image)
     mask = session.add_click(click)
     assert session.num_crops == 1 and mask[click[::-1]] == 1
+
+
+def brighter_than_click_model():
+    """A network on 4 mm crops that segments the voxels at least as bright as its first point
+    (the crop it encoded, read on the logits' grid)."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(4.0,) * 3, crop_size=model.config.img_size)
+    encoded = {}
+    model.image_encoder.register_forward_hook(lambda module, args, output: encoded.update({output.data_ptr(): args[0]}))
+    decode = model.decode
+
+    def brighter(embeddings, coords, labels, mask_prompt):
+        logits, iou = decode(embeddings, coords, labels, mask_prompt)
+        crops = encoded[embeddings.data_ptr()][:, 0]
+        step = crops.shape[-1] // logits.shape[-1]
+        masks = [crop[::step, ::step, ::step] >= crop[tuple(point.round().long().tolist())] - 1e-4
+                 for crop, point in zip(crops, coords[:, 0])]
+        return torch.where(torch.stack(masks)[:, None], 10.0, -10.0), iou
+
+    model.decode = brighter
+    return model
+
+
+def test_a_part_that_clicked_alone_is_another_object_is_left_out():
+    """Two balls joined by a neck: a click at the dim ball's edge segments both, the bright ball
+    clicked alone segments only itself, so it is left out (one more encoder run); a positive click
+    in it brings it back, and undo leaves it out again. The bright ball clicked first is one part:
+    nothing to check."""
+    z, y, x = np.mgrid[:40, :40, :100]
+    array = np.full(z.shape, 0.5, np.float32)
+    array[((z - 20) ** 2 + (y - 20) ** 2 <= 2.5 ** 2) & (x >= 35) & (x <= 60)] = 2.5  # the neck
+    dim, bright = (20, 20, 35), (20, 20, 60)
+    for centre, value in ((dim, 2.0), (bright, 3.0)):
+        array[(z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= 7 ** 2] = value
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((4.0, 4.0, 4.0))
+    model = brighter_than_click_model()
+    calls = count_encoder_runs(model)
+    edge = (29, 20, 20)  # (x, y, z): one voxel inside the dim ball, away from the neck
+    masks = {}
+    for part_check in (False, True):
+        session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, part_check=part_check)
+        session.set_image(image)
+        masks[part_check] = session.add_click(edge)
+    assert masks[False][bright] and masks[False][dim]
+    assert len(calls) == 3  # one crop each, and the bright ball's check
+    assert masks[True][dim] and masks[True][edge[::-1]] and not masks[True][bright]
+    assert masks[True].sum() < masks[False].sum() * 0.7
+    assert np.array_equal(session.add_click(bright[::-1]), masks[False])
+    assert np.array_equal(session.undo(), masks[True])
+    session.new_object()
+    alone = session.add_click(bright[::-1])
+    assert alone[bright] and not alone[dim] and len(calls) == 4  # its own crop, no check
 
 
 def test_point_spaces_agree(tiny_model, blob_image):

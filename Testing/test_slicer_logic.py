@@ -149,6 +149,9 @@ def test_mirroring_and_the_island_option_reach_the_session(world, network, case)
     assert world.logic._session.interior_crop
     world.logic.setInteriorCrop(False)
     assert not world.logic._session.interior_crop and not world.logic.interiorCrop
+    assert world.logic._session.part_check
+    world.logic.setPartCheck(False)
+    assert not world.logic._session.part_check and not world.logic.partCheck
 
 
 def _tag(world, segmentId=None):

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mirror", action="store_true", help="test-time mirroring, as seganypet evaluate --mirror")
     parser.add_argument("--all-islands", action="store_true", help="keep every part of the masks, as seganypet evaluate --all-islands")
     parser.add_argument("--no-interior-crop", action="store_true", help="one crop per target at its first click, as seganypet evaluate --no-interior-crop")
+    parser.add_argument("--no-part-check", action="store_true", help="keep every part of the first masks, as seganypet evaluate --no-part-check")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -60,9 +61,10 @@ def evaluate(args: argparse.Namespace) -> None:
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     evaluate_dataset(
         lambda: [MRMLSegmenter(args.model, args.device,
-                               name=method_name(args.model, args.mirror, not args.all_islands, not args.no_interior_crop),
+                               name=method_name(args.model, mirror=args.mirror, clicked_islands_only=not args.all_islands,
+                                                interior_crop=not args.no_interior_crop, part_check=not args.no_part_check),
                                mirror=args.mirror, clickedIslandsOnly=not args.all_islands,
-                               interiorCrop=not args.no_interior_crop)],
+                               interiorCrop=not args.no_interior_crop, partCheck=not args.no_part_check)],
         args.data,
         args.out,
         args.clicks,

@@ -46,6 +46,8 @@ def add_parser(subparsers) -> None:
                         help="keep every part of the model's masks, also those no positive click touches")
     parser.add_argument("--no-interior-crop", action="store_true",
                         help="one crop per object at its first click, without the crop centred inside the first mask")
+    parser.add_argument("--no-part-check", action="store_true",
+                        help="keep every part of the first mask, without clicking its parts to find another object's")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
                                                          mask_threshold=args.mask_threshold, mirror=args.mirror,
                                                          clicked_islands_only=not args.all_islands,
-                                                         interior_crop=not args.no_interior_crop)]
+                                                         interior_crop=not args.no_interior_crop,
+                                                         part_check=not args.no_part_check)]
         return methods + [make_baseline(name) for name in args.baseline]
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None

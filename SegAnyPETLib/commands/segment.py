@@ -33,6 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--mirror", action="store_true", help="average over the 8 mirrorings of each crop (test-time mirroring: slower, smoother masks)")
     parser.add_argument("--all-islands", action="store_true", help="keep every part of the mask, also those no positive point touches")
     parser.add_argument("--no-interior-crop", action="store_true", help="one crop at the first point, without the crop centred inside the first mask")
+    parser.add_argument("--no-part-check", action="store_true", help="keep every part of the first mask, without clicking its parts to find another object's")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     image = read_image(args.image, "PET image")
     session = InteractiveSession(load_model(args.model, args.device), device=args.device,
                                  mask_threshold=args.mask_threshold, mirror=args.mirror,
-                                 clicked_islands_only=not args.all_islands, interior_crop=not args.no_interior_crop)
+                                 clicked_islands_only=not args.all_islands, interior_crop=not args.no_interior_crop,
+                                 part_check=not args.no_part_check)
     session.set_image(image, name=f"PET image {args.image}")
     # Positive points first (the first one places the crop), then the negative ones.
     for point, positive in [(p, True) for p in args.point] + [(p, False) for p in args.negative]:
