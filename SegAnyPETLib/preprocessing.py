@@ -145,6 +145,10 @@ class CropGrid:
         offsets = np.atleast_2d(points_lps) - np.asarray(self.origin)
         return (offsets @ RAS_DIRECTION) / np.asarray(self.spacing)
 
+    def nearest_index(self, points_lps: np.ndarray) -> np.ndarray:
+        """(N, 3) LPS mm -> (N, 3) integer indices (i, j, k) of the nearest crop voxels, clipped to the crop."""
+        return np.clip(np.rint(self.to_index(points_lps)).astype(int), 0, self.size - 1)
+
     def to_physical(self, indices: np.ndarray) -> np.ndarray:
         """(N, 3) crop indices (i, j, k) -> (N, 3) LPS mm."""
         return np.asarray(self.origin) + (np.atleast_2d(indices) * np.asarray(self.spacing)) @ RAS_DIRECTION.T

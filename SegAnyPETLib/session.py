@@ -378,7 +378,7 @@ class InteractiveSession:
         if len(self._crops) >= self.max_crops:
             return []
         mask = self._crop_probability(crop) > self.mask_threshold
-        index = tuple(np.clip(np.rint(crop.grid.to_index(click.lps)[0]).astype(int), 0, crop.grid.size - 1))
+        index = tuple(crop.grid.nearest_index(click.lps)[0])
         parts, _ = ndimage.label(mask)
         if parts[index] == 0:
             return []
@@ -445,14 +445,13 @@ class InteractiveSession:
         crop = _Crop(grid, None)
         self._predict(crop, [Point(probe, 1)])
         parts, _ = ndimage.label(self._crop_probability(crop) > self.mask_threshold)
-        at_probe = parts[tuple(np.clip(np.rint(grid.to_index(probe)[0]).astype(int), 0, grid.size - 1))]
+        at_probe = parts[tuple(grid.nearest_index(probe)[0])]
         if at_probe == 0:
             return True
         part = parts == at_probe
         if any(np.take(part, layer, axis).any() for axis in range(3) for layer in (0, -1)):
             return True  # the object goes on beyond the crop
-        at_click = np.rint(grid.to_index(click.lps)[0]).astype(int)
-        return grid.contains(click.lps) and bool(part[tuple(np.clip(at_click, 0, grid.size - 1))])
+        return grid.contains(click.lps) and bool(part[tuple(grid.nearest_index(click.lps)[0])])
 
     def _voxel(self, point: Point) -> Tuple[int, int, int]:
         """The input-grid voxel (z, y, x) nearest to a point."""
@@ -511,8 +510,7 @@ class InteractiveSession:
     def _prompts(self, crop: _Crop, points: Optional[Sequence[Point]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         if points is None:
             points = crop.seeds + [p for p in self._points if crop.grid.contains(p.lps)]
-        coords = np.rint(crop.grid.to_index(np.array([p.lps for p in points])))
-        coords = np.clip(coords, 0, crop.grid.size - 1)
+        coords = crop.grid.nearest_index(np.array([p.lps for p in points]))
         labels = [p.label for p in points]
         return (
             torch.as_tensor(coords, dtype=torch.float32, device=self.device)[None],
