@@ -287,6 +287,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.clickedIslandsCheckBox.connect("toggled(bool)", self.onClickedIslandsToggled)
         self.ui.interiorCropCheckBox.connect("toggled(bool)", self.onInteriorCropToggled)
         self.ui.partCheckCheckBox.connect("toggled(bool)", self.onPartCheckToggled)
+        self.ui.contrastEdgeCheckBox.connect("toggled(bool)", self.onContrastEdgeToggled)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -375,6 +376,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.setInteriorCrop(self.ui.interiorCropCheckBox.checked)
         self.ui.partCheckCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/PartCheck", True))
         self.logic.setPartCheck(self.ui.partCheckCheckBox.checked)
+        self.ui.contrastEdgeCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/ContrastEdge", True))
+        self.logic.setContrastEdge(self.ui.contrastEdgeCheckBox.checked)
 
     def _modelSource(self):
         choice = self.ui.modelComboBox.currentData
@@ -434,6 +437,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         qt.QSettings().setValue("SegAnyPET/PartCheck", bool(checked))
         self.logic.setPartCheck(checked)
+
+    def onContrastEdgeToggled(self, checked):
+        if self.runner.running:
+            return
+        qt.QSettings().setValue("SegAnyPET/ContrastEdge", bool(checked))
+        self.logic.setContrastEdge(checked)
 
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
@@ -633,7 +642,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
                        self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox, self.ui.interiorCropCheckBox,
-                       self.ui.partCheckCheckBox,
+                       self.ui.partCheckCheckBox, self.ui.contrastEdgeCheckBox,
                        self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
                        self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

@@ -44,6 +44,7 @@ SESSION_OPTIONS = {
     "clicked_islands_only": (True, "all islands"),
     "interior_crop": (True, "no interior crop"),
     "part_check": (True, "no part check"),
+    "contrast_edge": (True, "no contrast edge"),
 }
 
 

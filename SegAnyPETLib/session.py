@@ -16,6 +16,9 @@ centre between two organs. The mask keeps only the parts that a positive click t
 (``clicked_islands_only``), so a leak into a separate neighbour is dropped. A leak joined to the
 object is checked by clicking it (``part_check``): the first mask is split where it narrows, and a
 part whose own segmentation does not reach the first click is another object and is left out.
+Last, the mask's edge moves to the PET contrast (``contrast_edge``, :mod:`SegAnyPETLib.edges`):
+within one voxel of its surface a voxel is in the object where its uptake is 40 % of the way from
+the surroundings' level to the object's, where the scanner's blur puts an organ's edge.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from scipy import ndimage
 
 from .checkpoints import check_mask_threshold
 from .device import resolve_device
+from . import edges
 from .errors import SegAnyPETError
 from .metrics import dice
 from .model import Sam3D
@@ -115,6 +119,10 @@ class InteractiveSession:
             reach the first click is another object (the spleen's first mask taking the left
             kidney) and is left out of the mask until a positive click lands in it. One more
             encoder run per part checked.
+        contrast_edge: move the mask's edge to the PET contrast (:func:`~SegAnyPETLib.edges.contrast_edge`):
+            within one voxel of the coarser of the model's and the image's grids of the surface, a
+            voxel is in the object where its uptake is 40 % of the way from the surroundings' level
+            to the object's; the edge does not move against a click.
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
@@ -122,6 +130,7 @@ class InteractiveSession:
     part_depth_mm = 3.0  # how much deeper than the narrowing between them two parts must be
     min_part_ml = 5.0  # smaller parts are not checked
     max_part_checks = 4  # the largest parts checked (an encoder run each)
+    edge_fraction = 0.4  # where the contrast edge lies, from the surroundings' uptake to the object's
 
     def __init__(
         self,
@@ -136,6 +145,7 @@ class InteractiveSession:
         clicked_islands_only: bool = True,
         interior_crop: bool = True,
         part_check: bool = True,
+        contrast_edge: bool = True,
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -150,6 +160,7 @@ class InteractiveSession:
         self.clicked_islands_only = clicked_islands_only
         self.interior_crop = interior_crop
         self.part_check = part_check
+        self.contrast_edge = contrast_edge
         self.progress = progress
         self.timing: Dict[str, float] = {}
         self._cancel = threading.Event()
@@ -168,6 +179,7 @@ class InteractiveSession:
         validate_pet(image, name)
         with self._lock:
             self._image = sitk.Cast(image, sitk.sitkFloat32)
+            self._array = sitk.GetArrayViewFromImage(self._image)
             self._shape = tuple(reversed(image.GetSize()))
             self._bounds_ras = image_bounds_ras(self._image)
             self._embeddings.clear()
@@ -244,8 +256,14 @@ class InteractiveSession:
         """Current mask of the object, (z, y, x) uint8 (a copy)."""
         if self._image is None:
             raise SegAnyPETError("no image: call set_image first")
-        mask = self._mask if self._foreign is None else self._mask & ~self._foreign
-        return self._clicked_islands(mask) if self.clicked_islands_only else mask.copy()
+        mask = self._network_mask()
+        if self.contrast_edge:
+            mask = self._contrast_edge(mask)
+            if self._foreign is not None:
+                mask &= ~self._foreign  # not back across the cut from a part that is another object
+            if self.clicked_islands_only:
+                mask = self._clicked_islands(mask)  # the edge may have cut a part off
+        return mask.astype(np.uint8, copy=False)
 
     @property
     def points(self) -> List[Tuple[Tuple[float, float, float], int]]:
@@ -328,6 +346,19 @@ class InteractiveSession:
             mask[box] = np.isin(islands, sorted(touched))
         return mask
 
+    def _network_mask(self) -> np.ndarray:
+        """The object's mask as the network gives it (a new array): without the parts that are
+        another object, only the clicked islands where asked, and without the contrast edge."""
+        mask = self._mask if self._foreign is None else self._mask & ~self._foreign
+        return self._clicked_islands(mask) if self.clicked_islands_only else mask.copy()
+
+    def _contrast_edge(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` with its edge moved to the PET contrast, within one voxel of the coarser grid."""
+        spacing = self.image.GetSpacing()[::-1]
+        band_mm = 1.01 * max(max(spacing), max(self.preprocessing.spacing))
+        clicks = {label: [self._voxel(p) for p in self._points if p.label == label] for label in (0, 1)}
+        return edges.contrast_edge(self._array, mask, spacing, band_mm, self.edge_fraction, clicks[1], clicks[0])
+
     def _crops_box(self) -> Optional[Tuple[slice, slice, slice]]:
         """(z, y, x) slices of the input grid around every crop of the object; None without crops."""
         regions = [crop.region for crop in self._crops if crop.region is not None]
@@ -404,7 +435,7 @@ class InteractiveSession:
         with that voxel as the only click. Returns the parts whose own mask does not reach the
         click, or None.
         """
-        mask, index = self.mask, self._voxel(click)
+        mask, index = self._network_mask(), self._voxel(click)
         if not mask[index]:
             return None
         crops = self._crops_box()

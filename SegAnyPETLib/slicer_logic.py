@@ -151,6 +151,8 @@ class SegAnyPETLogic:
             :class:`~SegAnyPETLib.session.InteractiveSession`).
         partCheck: parts of a segment's first mask that, clicked alone, give another object are left
             out (see :class:`~SegAnyPETLib.session.InteractiveSession`).
+        contrastEdge: the mask's edge moves to the PET contrast (see
+            :class:`~SegAnyPETLib.session.InteractiveSession`).
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in
@@ -163,7 +165,8 @@ class SegAnyPETLogic:
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, mirror: bool = False,
-                 clickedIslandsOnly: bool = True, interiorCrop: bool = True, partCheck: bool = True) -> None:
+                 clickedIslandsOnly: bool = True, interiorCrop: bool = True, partCheck: bool = True,
+                 contrastEdge: bool = True) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
@@ -171,6 +174,7 @@ class SegAnyPETLogic:
         self.clickedIslandsOnly = clickedIslandsOnly
         self.interiorCrop = interiorCrop
         self.partCheck = partCheck
+        self.contrastEdge = contrastEdge
         self.runner: Optional[Runner] = None
         self.progressCallback: Optional[Callable[[float, str], None]] = None
         self.updateCallback: Optional[Callable[[Dict[str, float]], None]] = None
@@ -252,6 +256,13 @@ class SegAnyPETLogic:
         self.partCheck = bool(partCheck)
         if self._session is not None:
             self._session.part_check = self.partCheck
+
+    def setContrastEdge(self, contrastEdge: bool) -> None:
+        """Move the mask's edge to the PET contrast, or keep the network's; from the next click."""
+        self._requireIdle()
+        self.contrastEdge = bool(contrastEdge)
+        if self._session is not None:
+            self._session.contrast_edge = self.contrastEdge
 
     def setInputVolume(self, volumeNode) -> None:
         """The PET volume the clicks segment (any scalar volume; SUV or activity, the model normalises)."""
@@ -628,6 +639,7 @@ class SegAnyPETLogic:
                 self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
                                                    mirror=self.mirror, clicked_islands_only=self.clickedIslandsOnly,
                                                    interior_crop=self.interiorCrop, part_check=self.partCheck,
+                                                   contrast_edge=self.contrastEdge,
                                                    progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
@@ -755,9 +767,9 @@ class MRMLSegmenter:
 
     def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6,
                  mirror: bool = False, clickedIslandsOnly: bool = True, interiorCrop: bool = True,
-                 partCheck: bool = True) -> None:
+                 partCheck: bool = True, contrastEdge: bool = True) -> None:
         self.logic = SegAnyPETLogic(model, device, maxCrops, mirror=mirror, clickedIslandsOnly=clickedIslandsOnly,
-                                    interiorCrop=interiorCrop, partCheck=partCheck)
+                                    interiorCrop=interiorCrop, partCheck=partCheck, contrastEdge=contrastEdge)
         # The protocol measures each target alone: other segments are never modified and no
         # masking applies, whatever the Segment Editor's settings in the scene are.
         settings = slicer.vtkMRMLSegmentEditorNode()

@@ -140,7 +140,7 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
         assert {r["method"] for r in csv.DictReader(handle)} == {f"{tiny_checkpoint.name} (mask threshold 0.2)"}
     # So is every session default switched off.
     assert main([*common[:-4], "--out", str(tmp_path / "islands"), "--clicks", "1", "--all-islands",
-                 "--no-interior-crop", "--no-part-check"]) == 0
+                 "--no-interior-crop", "--no-part-check", "--no-contrast-edge"]) == 0
     with open(tmp_path / "islands" / "results.csv", newline="") as handle:
         assert {r["method"] for r in csv.DictReader(handle)} == {
-            f"{tiny_checkpoint.name} (all islands) (no interior crop) (no part check)"}
+            f"{tiny_checkpoint.name} (all islands) (no interior crop) (no part check) (no contrast edge)"}

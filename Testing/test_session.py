@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from conftest import constant_model, random_model
 from SegAnyPETLib.errors import SegAnyPETError
+from SegAnyPETLib.metrics import dice
 from SegAnyPETLib.preprocessing import PreprocessConfig
 from SegAnyPETLib.session import InteractiveSession
 
@@ -194,6 +195,53 @@ def brighter_than_click_model():
     return model
 
 
+def low_threshold_model(fraction: float):
+    """A network on 2 mm crops (logits every 4 mm) that segments the voxels ``fraction`` of the
+    way from the crop's lowest value to its highest (a blurred organ too large for a low fraction)."""
+    model = constant_model("tiny", sign=1.0)
+    model.preprocessing = PreprocessConfig(spacing=(2.0,) * 3, crop_size=model.config.img_size)
+    encoded = {}
+    model.image_encoder.register_forward_hook(lambda module, args, output: encoded.update({output.data_ptr(): args[0]}))
+    decode = model.decode
+
+    def segment(embeddings, coords, labels, mask_prompt):
+        logits, iou = decode(embeddings, coords, labels, mask_prompt)
+        crops = encoded[embeddings.data_ptr()]
+        step = crops.shape[-1] // logits.shape[-1]
+        coarse = crops[:, :, ::step, ::step, ::step]
+        low, high = coarse.amin(), coarse.amax()
+        return torch.where(coarse > low + fraction * (high - low), 10.0, -10.0), iou
+
+    model.decode = segment
+    return model
+
+
+def test_the_contrast_edge_moves_a_mask_a_voxel_too_large_to_the_organ():
+    """A blurred hot ball and a network that segments it a voxel too large: the contrast edge
+    brings the mask back to the ball, without another network run; the clicked voxel stays."""
+    z, y, x = np.mgrid[:40, :40, :40]
+    ball = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 8 ** 2
+    array = ndimage.gaussian_filter(np.where(ball, 5.0, 1.0), 6.0 / 2.355 / 4.0).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((4.0, 4.0, 4.0))
+    model = low_threshold_model(0.1)
+    calls = count_encoder_runs(model)
+    masks = {}
+    for edge in (False, True):
+        session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=edge)
+        session.set_image(image)
+        masks[edge] = session.add_click((20, 20, 20)).astype(bool)
+    assert len(calls) == 2
+    assert masks[False].sum() > 1.3 * ball.sum() and dice(masks[False], ball) < 0.9
+    assert dice(masks[True], ball) > 0.97
+    moved = np.argwhere(masks[False] & ~masks[True])
+    assert len(moved) and not ball[tuple(moved.T)].any()
+    outer = tuple(int(i) for i in moved[0])  # (z, y, x): outside the ball, inside the network's mask
+    assert session.add_click(outer[::-1], positive=False)[outer] == 0
+    session.undo()
+    assert session.add_click(outer[::-1])[outer] == 1  # a positive click keeps its voxel in
+
+
 def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     """Two balls joined by a neck: a click at the dim ball's edge segments both, the bright ball
     clicked alone segments only itself, so it is left out (one more encoder run); a positive click
@@ -218,6 +266,7 @@ def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     assert masks[False][bright] and masks[False][dim]
     assert len(calls) == 3  # one crop each, and the bright ball's check
     assert masks[True][dim] and masks[True][edge[::-1]] and not masks[True][bright]
+    assert not (masks[True].astype(bool) & session._foreign).any()  # the contrast edge does not cross the cut
     assert masks[True].sum() < masks[False].sum() * 0.7
     assert np.array_equal(session.add_click(bright[::-1]), masks[False])
     assert np.array_equal(session.undo(), masks[True])
@@ -274,10 +323,11 @@ def test_undo_reset_and_replaying_points(tiny_model, blob_image):
 
 
 def test_paste_back_matches_the_crop_geometry(blob_image):
-    """A network that segments everything returns exactly the input voxels inside its crop."""
+    """A network that segments everything returns exactly the input voxels inside its crop (the
+    network's own edge: no contrast edge)."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
-    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
+    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=False)
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     grid = session.crops[0]
@@ -479,13 +529,13 @@ def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
     island; with ``clicked_islands_only=False`` both slabs are always there."""
     model = cut_model(spacing=2.0, start=0.25, stop=0.375)
     # One crop: an interior crop would put its own slabs elsewhere.
-    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False, interior_crop=False)
+    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False, interior_crop=False, contrast_edge=False)
     everything.set_image(blob_image)
     both = everything.add_click((24, 20, 18))
     islands, count = ndimage.label(both)
     assert count == 2
 
-    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
+    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=False)
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18))
     clicked = islands[18, 20, 24]

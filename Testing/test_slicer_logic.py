@@ -152,6 +152,9 @@ def test_mirroring_and_the_island_option_reach_the_session(world, network, case)
     assert world.logic._session.part_check
     world.logic.setPartCheck(False)
     assert not world.logic._session.part_check and not world.logic.partCheck
+    assert world.logic._session.contrast_edge
+    world.logic.setContrastEdge(False)
+    assert not world.logic._session.contrast_edge and not world.logic.contrastEdge
 
 
 def _tag(world, segmentId=None):

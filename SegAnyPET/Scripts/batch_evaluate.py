@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all-islands", action="store_true", help="keep every part of the masks, as seganypet evaluate --all-islands")
     parser.add_argument("--no-interior-crop", action="store_true", help="one crop per target at its first click, as seganypet evaluate --no-interior-crop")
     parser.add_argument("--no-part-check", action="store_true", help="keep every part of the first masks, as seganypet evaluate --no-part-check")
+    parser.add_argument("--no-contrast-edge", action="store_true", help="keep the network's edges, as seganypet evaluate --no-contrast-edge")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -62,9 +63,11 @@ def evaluate(args: argparse.Namespace) -> None:
     evaluate_dataset(
         lambda: [MRMLSegmenter(args.model, args.device,
                                name=method_name(args.model, mirror=args.mirror, clicked_islands_only=not args.all_islands,
-                                                interior_crop=not args.no_interior_crop, part_check=not args.no_part_check),
+                                                interior_crop=not args.no_interior_crop, part_check=not args.no_part_check,
+                                                contrast_edge=not args.no_contrast_edge),
                                mirror=args.mirror, clickedIslandsOnly=not args.all_islands,
-                               interiorCrop=not args.no_interior_crop, partCheck=not args.no_part_check)],
+                               interiorCrop=not args.no_interior_crop, partCheck=not args.no_part_check,
+                               contrastEdge=not args.no_contrast_edge)],
         args.data,
         args.out,
         args.clicks,

@@ -48,6 +48,8 @@ def add_parser(subparsers) -> None:
                         help="one crop per object at its first click, without the crop centred inside the first mask")
     parser.add_argument("--no-part-check", action="store_true",
                         help="keep every part of the first mask, without clicking its parts to find another object's")
+    parser.add_argument("--no-contrast-edge", action="store_true",
+                        help="keep the network's edge, without moving it to 40 %% of the local PET contrast")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
                                                          mask_threshold=args.mask_threshold, mirror=args.mirror,
                                                          clicked_islands_only=not args.all_islands,
                                                          interior_crop=not args.no_interior_crop,
-                                                         part_check=not args.no_part_check)]
+                                                         part_check=not args.no_part_check,
+                                                         contrast_edge=not args.no_contrast_edge)]
         return methods + [make_baseline(name) for name in args.baseline]
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None

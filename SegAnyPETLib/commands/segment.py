@@ -34,6 +34,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--all-islands", action="store_true", help="keep every part of the mask, also those no positive point touches")
     parser.add_argument("--no-interior-crop", action="store_true", help="one crop at the first point, without the crop centred inside the first mask")
     parser.add_argument("--no-part-check", action="store_true", help="keep every part of the first mask, without clicking its parts to find another object's")
+    parser.add_argument("--no-contrast-edge", action="store_true", help="keep the network's edge, without moving it to 40 %% of the local PET contrast")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     session = InteractiveSession(load_model(args.model, args.device), device=args.device,
                                  mask_threshold=args.mask_threshold, mirror=args.mirror,
                                  clicked_islands_only=not args.all_islands, interior_crop=not args.no_interior_crop,
-                                 part_check=not args.no_part_check)
+                                 part_check=not args.no_part_check, contrast_edge=not args.no_contrast_edge)
     session.set_image(image, name=f"PET image {args.image}")
     # Positive points first (the first one places the crop), then the negative ones.
     for point, positive in [(p, True) for p in args.point] + [(p, False) for p in args.negative]:
