@@ -57,16 +57,15 @@ def contrast_edge(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
     the voxels of ``positive`` clicks are not taken out, those of ``negative`` ones not added.
     Returns a new bool array; the mask unchanged where it has no surroundings or no contrast.
     """
-    mask = mask.astype(bool)
-    if not mask.any():
-        return mask.copy()
+    result = mask.astype(bool)  # a copy
+    if not result.any():
+        return result
     margin = [int(np.ceil((SHELL_MM[1] + band_mm) / s)) + 1 for s in spacing]
     box = tuple(slice(max(sl.start - m, 0), sl.stop + m)
-                for sl, m in zip(ndimage.find_objects(mask.astype(np.uint8))[0], margin))
-    local, values = mask[box], image[box]
+                for sl, m in zip(ndimage.find_objects(result.view(np.uint8))[0], margin))
+    local, values = result[box].copy(), image[box]
     distance = signed_distance(local, spacing)
     levels = edge_levels(values, local, spacing, distance)
-    result = mask.copy()
     if levels is None or levels[0] == levels[1]:
         return result
     inside, outside = levels
