@@ -174,32 +174,12 @@ def test_no_interior_crop_that_would_not_hold_the_click():
     assert session.num_crops == 1 and mask[click[::-1]] == 1
 
 
-def brighter_than_click_model():
-    """A network on 4 mm crops that segments the voxels at least as bright as its first point
-    (the crop it encoded, read on the logits' grid)."""
+def crop_reading_model(spacing: float, rule):
+    """A network on crops of ``spacing`` mm whose mask is ``rule(crops, coords, step)``: a (B, 1, ...)
+    bool tensor on the logits' grid, from the crops it encoded (B, 1, ...), the points and the
+    crop voxels per logits voxel."""
     model = constant_model("tiny", sign=1.0)
-    model.preprocessing = PreprocessConfig(spacing=(4.0,) * 3, crop_size=model.config.img_size)
-    encoded = {}
-    model.image_encoder.register_forward_hook(lambda module, args, output: encoded.update({output.data_ptr(): args[0]}))
-    decode = model.decode
-
-    def brighter(embeddings, coords, labels, mask_prompt):
-        logits, iou = decode(embeddings, coords, labels, mask_prompt)
-        crops = encoded[embeddings.data_ptr()][:, 0]
-        step = crops.shape[-1] // logits.shape[-1]
-        masks = [crop[::step, ::step, ::step] >= crop[tuple(point.round().long().tolist())] - 1e-4
-                 for crop, point in zip(crops, coords[:, 0])]
-        return torch.where(torch.stack(masks)[:, None], 10.0, -10.0), iou
-
-    model.decode = brighter
-    return model
-
-
-def low_threshold_model(fraction: float):
-    """A network on 2 mm crops (logits every 4 mm) that segments the voxels ``fraction`` of the
-    way from the crop's lowest value to its highest (a blurred organ too large for a low fraction)."""
-    model = constant_model("tiny", sign=1.0)
-    model.preprocessing = PreprocessConfig(spacing=(2.0,) * 3, crop_size=model.config.img_size)
+    model.preprocessing = PreprocessConfig(spacing=(spacing,) * 3, crop_size=model.config.img_size)
     encoded = {}
     model.image_encoder.register_forward_hook(lambda module, args, output: encoded.update({output.data_ptr(): args[0]}))
     decode = model.decode
@@ -207,13 +187,30 @@ def low_threshold_model(fraction: float):
     def segment(embeddings, coords, labels, mask_prompt):
         logits, iou = decode(embeddings, coords, labels, mask_prompt)
         crops = encoded[embeddings.data_ptr()]
-        step = crops.shape[-1] // logits.shape[-1]
-        coarse = crops[:, :, ::step, ::step, ::step]
-        low, high = coarse.amin(), coarse.amax()
-        return torch.where(coarse > low + fraction * (high - low), 10.0, -10.0), iou
+        return torch.where(rule(crops, coords, crops.shape[-1] // logits.shape[-1]), 10.0, -10.0), iou
 
     model.decode = segment
     return model
+
+
+def brighter_than_click_model():
+    """A network on 4 mm crops that segments the voxels at least as bright as its first point."""
+    def brighter(crops, coords, step):
+        return torch.stack([crop[0, ::step, ::step, ::step] >= crop[0][tuple(point.round().long().tolist())] - 1e-4
+                            for crop, point in zip(crops, coords[:, 0])])[:, None]
+
+    return crop_reading_model(4.0, brighter)
+
+
+def low_threshold_model(fraction: float):
+    """A network on 2 mm crops (logits every 4 mm) that segments the voxels ``fraction`` of the
+    way from the crop's lowest value to its highest (a blurred organ too large for a low fraction)."""
+    def low_threshold(crops, coords, step):
+        coarse = crops[:, :, ::step, ::step, ::step]
+        low, high = coarse.amin(), coarse.amax()
+        return coarse > low + fraction * (high - low)
+
+    return crop_reading_model(2.0, low_threshold)
 
 
 def test_the_contrast_edge_moves_a_mask_a_voxel_too_large_to_the_organ():
