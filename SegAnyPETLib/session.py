@@ -179,7 +179,6 @@ class InteractiveSession:
         validate_pet(image, name)
         with self._lock:
             self._image = sitk.Cast(image, sitk.sitkFloat32)
-            self._array = sitk.GetArrayViewFromImage(self._image)
             self._shape = tuple(reversed(image.GetSize()))
             self._bounds_ras = image_bounds_ras(self._image)
             self._embeddings.clear()
@@ -357,7 +356,8 @@ class InteractiveSession:
         spacing = self.image.GetSpacing()[::-1]
         band_mm = 1.01 * max(max(spacing), max(self.preprocessing.spacing))
         clicks = {label: [self._voxel(p) for p in self._points if p.label == label] for label in (0, 1)}
-        return edges.contrast_edge(self._array, mask, spacing, band_mm, self.edge_fraction, clicks[1], clicks[0])
+        image = sitk.GetArrayViewFromImage(self.image)  # a view: no copy of the volume
+        return edges.contrast_edge(image, mask, spacing, band_mm, self.edge_fraction, clicks[1], clicks[0])
 
     def _crops_box(self) -> Optional[Tuple[slice, slice, slice]]:
         """(z, y, x) slices of the input grid around every crop of the object; None without crops."""
