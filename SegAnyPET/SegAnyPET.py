@@ -288,6 +288,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.interiorCropCheckBox.connect("toggled(bool)", self.onInteriorCropToggled)
         self.ui.partCheckCheckBox.connect("toggled(bool)", self.onPartCheckToggled)
         self.ui.contrastEdgeCheckBox.connect("toggled(bool)", self.onContrastEdgeToggled)
+        self.ui.lesionCheckBox.connect("toggled(bool)", self.onLesionToggled)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -444,6 +445,11 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         qt.QSettings().setValue("SegAnyPET/ContrastEdge", bool(checked))
         self.logic.setContrastEdge(checked)
 
+    def onLesionToggled(self, checked):
+        if self.runner.running:
+            return
+        self.logic.setLesion(checked)  # a choice per segment, stored with its points, not in the settings
+
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
         source = self._modelSource()
@@ -484,6 +490,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         segmentId = self.ui.segmentSelector.currentSegmentID() if segmentation is not None else None
         with slicer.util.tryWithErrorDisplay(_("Cannot use this segment."), show=True):
             self.logic.setTargetSegment(segmentation, segmentId or None)
+        self.ui.lesionCheckBox.checked = self.logic.lesion  # a segment's stored points say how it was made
         self.updateGui()
 
     def _segmentationNode(self):
@@ -642,7 +649,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
                        self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox, self.ui.interiorCropCheckBox,
-                       self.ui.partCheckCheckBox, self.ui.contrastEdgeCheckBox,
+                       self.ui.partCheckCheckBox, self.ui.contrastEdgeCheckBox, self.ui.lesionCheckBox,
                        self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
                        self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

@@ -36,7 +36,7 @@ class ClickBaseline:
         self._spacing = np.asarray(image.GetSpacing()[::-1], dtype=float)  # (z, y, x)
         self.new_object()
 
-    def new_object(self) -> None:
+    def new_object(self, target: str = "") -> None:
         self.positive, self.negative = [], []
 
     def click(self, index_zyx: Index, positive: bool) -> np.ndarray:

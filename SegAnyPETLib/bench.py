@@ -81,8 +81,8 @@ def _bench_one(source: str, device_name: str, repeats: int, reference: bool) -> 
                 block.padded_fast_path = True
             result["encoder_speedup"] = result["embed_official_ms"] / result["embed_ms"]
 
-    # Our click: a session on the whole-body image, clicks inside the same crop; then the same with
-    # test-time mirroring (8 embeddings cached, one decoder batch of 8 per click).
+    # Our click: a session on the whole-body image, clicks inside the same crop; then the same in
+    # lesion mode and with test-time mirroring (8 embeddings cached, one decoder batch of 8 per click).
     index = [s // 2 for s in image.GetSize()]
     offsets = [(2, 0, 0), (0, 2, 0), (0, 0, 2), (-2, 0, 0)]
 
@@ -100,6 +100,8 @@ def _bench_one(source: str, device_name: str, repeats: int, reference: bool) -> 
 
     session = InteractiveSession(model, device=str(device), extend=False)
     result["click_ms"] = _timed(clicks_in(session), repeats, device)
+    lesion = InteractiveSession(model, device=str(device), extend=False, lesion=True)
+    result["lesion_click_ms"] = _timed(clicks_in(lesion), repeats, device)
     mirrored = InteractiveSession(model, device=str(device), extend=False, mirror=True)
     result["mirrored_click_ms"] = _timed(clicks_in(mirrored), repeats, device)
 
@@ -172,15 +174,15 @@ def environment() -> Dict[str, Any]:
 
 
 def format_table(results: List[Dict[str, Any]]) -> str:
-    lines = ["| model | device | crop | embedding ms | official embedding ms | speed-up | click ms | mirrored click ms | official click ms | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | device | crop | embedding ms | official embedding ms | speed-up | click ms | lesion click ms | mirrored click ms | official click ms | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r.get('model', '?')} | error: {r['error']} ||||||||")
+            lines.append(f"| {r.get('model', '?')} | error: {r['error']} |||||||||")
             continue
         def f(key, fmt="{:.0f}"):
             return fmt.format(r[key]) if key in r else "-"
         lines.append(f"| {r['model']} | {r['device']} | {r['crop']} | {f('embed_ms')} | {f('embed_official_ms')} | "
-                     f"{f('encoder_speedup', '{:.1f}x')} | {f('click_ms')} | {f('mirrored_click_ms')} | {f('official_click_ms')} | "
+                     f"{f('encoder_speedup', '{:.1f}x')} | {f('click_ms')} | {f('lesion_click_ms')} | {f('mirrored_click_ms')} | {f('official_click_ms')} | "
                      f"{f('peak_rss_mb')} |")
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Evaluation with simulated clicks: Dice and NSD at 1/3/5 clicks, per case and target.
 
 Every method (the model, the threshold and GrowCut baselines, or the Slicer logic in batch mode) is
-a *segmenter* with ``set_image(image)``, ``new_object()`` and ``click(index_zyx, positive) -> mask``.
+a *segmenter* with ``set_image(image)``, ``new_object(target)`` and ``click(index_zyx, positive) -> mask``.
 The same protocol drives all of them with the same random first click per case and target.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ class Segmenter(Protocol):
 
     def set_image(self, image: sitk.Image) -> None: ...
 
-    def new_object(self) -> None: ...
+    def new_object(self, target: str = "") -> None:
+        """Start the next object; ``target`` names it (a model segments its lesion targets as lesions)."""
 
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
@@ -48,31 +49,37 @@ SESSION_OPTIONS = {
 }
 
 
-def method_name(source: str, **options: bool) -> str:
+def method_name(source: str, lesion_targets: Sequence[str] = (), **options: bool) -> str:
     """A model's name in reports: a checkpoint file by its file name, anything else as given;
-    session options (:data:`SESSION_OPTIONS`) away from their defaults are named after it."""
+    session options (:data:`SESSION_OPTIONS`) away from their defaults and the targets segmented as
+    lesions are named after it."""
     name = Path(source).name if Path(source).suffix in (".pt", ".pth") else source
-    return name + "".join(f" ({label})" for key, (default, label) in SESSION_OPTIONS.items()
-                          if options.get(key, default) != default)
+    name += "".join(f" ({label})" for key, (default, label) in SESSION_OPTIONS.items() if options.get(key, default) != default)
+    return name + (f" (lesion mode: {', '.join(sorted(lesion_targets))})" if lesion_targets else "")
 
 
 class ModelSegmenter:
-    """The network through :class:`~SegAnyPETLib.session.InteractiveSession` (``options``: its keywords)."""
+    """The network through :class:`~SegAnyPETLib.session.InteractiveSession` (``options``: its keywords).
+
+    Targets named in ``lesion_targets`` are segmented in the session's lesion mode.
+    """
 
     def __init__(self, model, device: str = "auto", name: Optional[str] = None,
-                 mask_threshold: Optional[float] = None, **options: bool) -> None:
+                 mask_threshold: Optional[float] = None, lesion_targets: Sequence[str] = (), **options: bool) -> None:
         from .session import InteractiveSession
 
         self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold, **options)
-        self.name = name or method_name(str(getattr(model, "source", None) or "model"), **options)
+        self.lesion_targets = set(lesion_targets)
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"), lesion_targets, **options)
         if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
             self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
 
     def set_image(self, image: sitk.Image) -> None:
         self.session.set_image(image)
 
-    def new_object(self) -> None:
+    def new_object(self, target: str = "") -> None:
         self.session.new_object()
+        self.session.lesion = target in self.lesion_targets
 
     def click(self, index_zyx, positive):
         return self.session.add_click(tuple(reversed(index_zyx)), positive=positive, space="ijk")
@@ -98,9 +105,10 @@ def run_protocol(
     target: np.ndarray,
     clicks: Sequence[int],
     rng: np.random.Generator,
+    name: str = "",
 ) -> Dict[int, np.ndarray]:
-    """Simulated clicks on one target: {number of clicks: mask} for the requested counts."""
-    segmenter.new_object()
+    """Simulated clicks on one target (``name``d): {number of clicks: mask} for the requested counts."""
+    segmenter.new_object(name)
     prediction: Optional[np.ndarray] = None
     masks: Dict[int, np.ndarray] = {}
     for count in range(1, max(clicks) + 1):
@@ -130,7 +138,7 @@ def evaluate_case(
         for name, value in present.items():
             truth = label == value
             rng = np.random.default_rng(click_seed(seed, case_id, name))
-            for count, mask in run_protocol(segmenter, truth, clicks, rng).items():
+            for count, mask in run_protocol(segmenter, truth, clicks, rng, name).items():
                 results.append(
                     Result(
                         segmenter.name,

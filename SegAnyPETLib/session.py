@@ -18,7 +18,9 @@ object is checked by clicking it (``part_check``): the first mask is split where
 part whose own segmentation does not reach the first click is another object and is left out.
 Last, the mask's edge moves to the PET contrast (``contrast_edge``, :mod:`SegAnyPETLib.edges`):
 within one voxel of its surface a voxel is in the object where its uptake is 40 % of the way from
-the surroundings' level to the object's, where the scanner's blur puts an organ's edge.
+the surroundings' level to the object's, where the scanner's blur puts an organ's edge. In lesion
+mode (``lesion``, :mod:`SegAnyPETLib.lesions`) the object is instead the focal uptake at each
+positive click, measured against the tissue the network segments there.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from scipy import ndimage
 
 from .checkpoints import check_mask_threshold
 from .device import resolve_device
-from . import edges
+from . import edges, lesions
 from .errors import SegAnyPETError
 from .metrics import dice
 from .model import Sam3D
@@ -123,6 +125,10 @@ class InteractiveSession:
             within one voxel of the coarser of the model's and the image's grids of the surface, a
             voxel is in the object where its uptake is 40 % of the way from the surroundings' level
             to the object's; the edge does not move against a click.
+        lesion: segment lesions: the object is the focal uptake at each positive click, above
+            ``edge_fraction`` of the way from the level of the tissue the network segments there to
+            the local SUVmax (:func:`~SegAnyPETLib.lesions.focal_uptake`). May be changed between
+            objects.
         progress: optional ``callback(fraction, text)`` while the encoder runs.
     """
 
@@ -146,6 +152,7 @@ class InteractiveSession:
         interior_crop: bool = True,
         part_check: bool = True,
         contrast_edge: bool = True,
+        lesion: bool = False,
         progress: Optional[Callable[[float, str], None]] = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -161,6 +168,7 @@ class InteractiveSession:
         self.interior_crop = interior_crop
         self.part_check = part_check
         self.contrast_edge = contrast_edge
+        self.lesion = lesion
         self.progress = progress
         self.timing: Dict[str, float] = {}
         self._cancel = threading.Event()
@@ -256,7 +264,9 @@ class InteractiveSession:
         if self._image is None:
             raise SegAnyPETError("no image: call set_image first")
         mask = self._network_mask()
-        if self.contrast_edge:
+        if self.lesion:
+            mask = self._focal_uptake(mask)
+        elif self.contrast_edge:
             mask = self._contrast_edge(mask)
             if self._foreign is not None:
                 mask &= ~self._foreign  # not back across the cut from a part that is another object
@@ -355,9 +365,18 @@ class InteractiveSession:
         """``mask`` with its edge moved to the PET contrast, within one voxel of the coarser grid."""
         spacing = self.image.GetSpacing()[::-1]
         band_mm = 1.01 * max(max(spacing), max(self.preprocessing.spacing))
-        clicks = {label: [self._voxel(p) for p in self._points if p.label == label] for label in (0, 1)}
         image = sitk.GetArrayViewFromImage(self.image)  # a view: no copy of the volume
-        return edges.contrast_edge(image, mask, spacing, band_mm, self.edge_fraction, clicks[1], clicks[0])
+        return edges.contrast_edge(image, mask, spacing, band_mm, self.edge_fraction, *self._click_voxels())
+
+    def _focal_uptake(self, context: np.ndarray) -> np.ndarray:
+        """The lesions at the positive clicks, against the levels of the tissue in ``context``."""
+        image = sitk.GetArrayViewFromImage(self.image)
+        return lesions.focal_uptake(image, self.image.GetSpacing()[::-1], context, *self._click_voxels(), self.edge_fraction)
+
+    def _click_voxels(self) -> Tuple[List[Tuple[int, int, int]], List[Tuple[int, int, int]]]:
+        """The input-grid voxels of the positive clicks and of the negative ones."""
+        return ([self._voxel(p) for p in self._points if p.label == 1],
+                [self._voxel(p) for p in self._points if p.label == 0])
 
     def _crops_box(self) -> Optional[Tuple[slice, slice, slice]]:
         """(z, y, x) slices of the input grid around every crop of the object; None without crops."""

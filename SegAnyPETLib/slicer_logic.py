@@ -11,7 +11,8 @@ segment editor's "modify other segments" (overwrite) and masking settings apply 
 do for the editor's effects: they are read from the Segment Editor's parameter node (or one
 given to :meth:`SegAnyPETLogic.setSegmentEditorNode`); other segments change only where the
 overwrite mode says so. The points are stored with the segment in the tag :data:`PROMPTS_TAG`
-(JSON: RAS points, labels and the model) so a saved scene can be resumed.
+(JSON: RAS points, labels, the model and whether lesion mode was on) so a saved scene can be
+resumed.
 
 The logic imports only ``slicer`` MRML classes, ``vtk``, numpy and SegAnyPETLib (never qt or
 ctk), so tests and batch scripts run it on the ``slicer-core`` wheel (see
@@ -153,6 +154,8 @@ class SegAnyPETLogic:
             out (see :class:`~SegAnyPETLib.session.InteractiveSession`).
         contrastEdge: the mask's edge moves to the PET contrast (see
             :class:`~SegAnyPETLib.session.InteractiveSession`).
+        lesion: the segment is a lesion: the focal uptake at each positive point (see
+            :class:`~SegAnyPETLib.session.InteractiveSession`).
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in
@@ -166,7 +169,7 @@ class SegAnyPETLogic:
 
     def __init__(self, model: Any = "demo", device: str = "cpu", maxCrops: int = 6, mirror: bool = False,
                  clickedIslandsOnly: bool = True, interiorCrop: bool = True, partCheck: bool = True,
-                 contrastEdge: bool = True) -> None:
+                 contrastEdge: bool = True, lesion: bool = False) -> None:
         self.modelSource = model
         self.device = device
         self.maxCrops = maxCrops
@@ -175,6 +178,7 @@ class SegAnyPETLogic:
         self.interiorCrop = interiorCrop
         self.partCheck = partCheck
         self.contrastEdge = contrastEdge
+        self.lesion = lesion
         self.runner: Optional[Runner] = None
         self.progressCallback: Optional[Callable[[float, str], None]] = None
         self.updateCallback: Optional[Callable[[Dict[str, float]], None]] = None
@@ -264,6 +268,13 @@ class SegAnyPETLogic:
         if self._session is not None:
             self._session.contrast_edge = self.contrastEdge
 
+    def setLesion(self, lesion: bool) -> None:
+        """Segment a lesion (the focal uptake at each positive point) or any object; from the next point."""
+        self._requireIdle()
+        self.lesion = bool(lesion)
+        if self._session is not None:
+            self._session.lesion = self.lesion
+
     def setInputVolume(self, volumeNode) -> None:
         """The PET volume the clicks segment (any scalar volume; SUV or activity, the model normalises)."""
         self._requireIdle()
@@ -280,7 +291,8 @@ class SegAnyPETLogic:
             self._volumeObservation = (volumeNode, tag)
 
     def setTargetSegment(self, segmentationNode, segmentId: Optional[str]) -> None:
-        """The segment that receives the result; its stored prompts (if any) are shown again."""
+        """The segment that receives the result; its stored prompts (if any) are shown again, and
+        lesion mode is set as it was when they were made."""
         self._requireIdle()
         if segmentationNode is not None and segmentId and segmentationNode.GetSegmentation().GetSegment(segmentId) is None:
             raise SegAnyPETError(f"segmentation {segmentationNode.GetName()} has no segment {segmentId!r}")
@@ -288,6 +300,9 @@ class SegAnyPETLogic:
             return
         self._segmentationNode = segmentationNode
         self._segmentId = segmentId or None
+        stored = self._storedTag()
+        if "lesion" in stored:  # a segment made in lesion mode goes on in it, and one made without without
+            self.setLesion(bool(stored["lesion"]))
         self._startObject(self.storedPrompts())
 
     def setPromptNodes(self, positiveNode, negativeNode) -> None:
@@ -356,21 +371,31 @@ class SegAnyPETLogic:
 
     def storedPrompts(self) -> List[Prompt]:
         """The prompts saved with the target segment (empty if none)."""
-        segment = self._segment()
-        if segment is None:
-            return []
-        value = vtk.reference("")
-        if not segment.GetTag(PROMPTS_TAG, value) or not str(value):
-            return []
+        data = self._storedTag()
         try:
-            data = json.loads(str(value))
             prompts = [(tuple(float(v) for v in p["ras"]), int(p["label"])) for p in data["points"]]
         except (ValueError, KeyError, TypeError) as error:
-            logger.warning("ignoring unreadable %s tag of segment %s: %s", PROMPTS_TAG, self._segmentId, error)
+            if data:
+                logger.warning("ignoring unreadable %s tag of segment %s: %s", PROMPTS_TAG, self._segmentId, error)
             return []
         if data.get("model") and data["model"] != self.modelName:
             logger.warning("segment %s was made with model %s; continuing with %s", self._segmentId, data["model"], self.modelName)
         return prompts
+
+    def _storedTag(self) -> dict:
+        """The target segment's :data:`PROMPTS_TAG` as a dict (empty if none or unreadable)."""
+        segment = self._segment()
+        value = vtk.reference("")
+        if segment is None or not segment.GetTag(PROMPTS_TAG, value) or not str(value):
+            return {}
+        try:
+            data = json.loads(str(value))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            logger.warning("ignoring unreadable %s tag of segment %s", PROMPTS_TAG, self._segmentId)
+            return {}
+        return data
 
     # ------------------------------------------------------------------------------ actions
     def update(self) -> None:
@@ -639,7 +664,7 @@ class SegAnyPETLogic:
                 self._session = InteractiveSession(self.model, device=self.device, max_crops=self.maxCrops,
                                                    mirror=self.mirror, clicked_islands_only=self.clickedIslandsOnly,
                                                    interior_crop=self.interiorCrop, part_check=self.partCheck,
-                                                   contrast_edge=self.contrastEdge,
+                                                   contrast_edge=self.contrastEdge, lesion=self.lesion,
                                                    progress=self._progress)
             if image is not None:
                 self._session.set_image(image[0], spacing=image[1], origin=image[2], direction=image[3])
@@ -698,6 +723,7 @@ class SegAnyPETLogic:
             "version": PROMPTS_VERSION,
             "model": self.modelName,
             "points": [{"ras": list(ras), "label": label} for ras, label in self._committed],
+            "lesion": self.lesion,
         }
         segment.SetTag(PROMPTS_TAG, json.dumps(data))
 
@@ -762,14 +788,16 @@ class MRMLSegmenter:
     """The evaluation protocol's segmenter (:class:`SegAnyPETLib.evaluate.Segmenter`) through MRML nodes.
 
     Each case becomes a volume node, each target a new segment, each click a markups point; the
-    mask is read back from the segment. Used by ``SegAnyPET/Scripts/batch_evaluate.py``.
+    mask is read back from the segment. Targets named in ``lesionTargets`` are segmented as lesions;
+    ``options`` are :class:`~SegAnyPETLib.session.InteractiveSession` keywords (``part_check=False``...).
+    Used by ``SegAnyPET/Scripts/batch_evaluate.py``.
     """
 
     def __init__(self, model: Any = "demo", device: str = "cpu", name: Optional[str] = None, maxCrops: int = 6,
-                 mirror: bool = False, clickedIslandsOnly: bool = True, interiorCrop: bool = True,
-                 partCheck: bool = True, contrastEdge: bool = True) -> None:
-        self.logic = SegAnyPETLogic(model, device, maxCrops, mirror=mirror, clickedIslandsOnly=clickedIslandsOnly,
-                                    interiorCrop=interiorCrop, partCheck=partCheck, contrastEdge=contrastEdge)
+                 lesionTargets: Sequence[str] = (), **options: bool) -> None:
+        camel = {key: key.split("_")[0] + "".join(word.title() for word in key.split("_")[1:]) for key in options}
+        self.logic = SegAnyPETLogic(model, device, maxCrops, **{camel[key]: value for key, value in options.items()})
+        self.lesionTargets = set(lesionTargets)
         # The protocol measures each target alone: other segments are never modified and no
         # masking applies, whatever the Segment Editor's settings in the scene are.
         settings = slicer.vtkMRMLSegmentEditorNode()
@@ -794,7 +822,8 @@ class MRMLSegmenter:
         self._nodes = [self.volumeNode, self.segmentationNode]
         self.logic.setInputVolume(self.volumeNode)
 
-    def new_object(self) -> None:
+    def new_object(self, target: str = "") -> None:
+        self.logic.setLesion(target in self.lesionTargets)
         self._targets += 1
         segmentId = addSegment(self.segmentationNode, f"target {self._targets}")
         self.logic.setTargetSegment(self.segmentationNode, segmentId)

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 
 from SegAnyPETLib.cli import main
 
@@ -40,6 +41,13 @@ def test_segment_writes_a_mask_on_the_input_grid(tmp_path, pet_file, tiny_checkp
     assert main([*args[:3], str(out_high), *args[4:], "--mask-threshold", "0.9"]) == 0
     high = sitk.GetArrayFromImage(sitk.ReadImage(str(out_high))).astype(bool)
     assert not np.any(high & ~sitk.GetArrayFromImage(mask).astype(bool))
+    # --lesion: the focal uptake at the point, one connected region holding it, the negative point out.
+    out_lesion = tmp_path / "mask_lesion.nii.gz"
+    assert main([*args[:3], str(out_lesion), *args[4:], "--lesion"]) == 0
+    lesion = sitk.GetArrayFromImage(sitk.ReadImage(str(out_lesion))).astype(bool)
+    assert lesion[18, 20, 24] and not lesion[18, 20, 30] and ndimage.label(lesion)[1] == 1
+    values = sitk.GetArrayFromImage(image)
+    assert values[lesion].min() > np.median(values)
 
 
 def test_segment_errors_are_one_line_and_nothing_is_overwritten(tmp_path, pet_file, tiny_checkpoint, capsys):
@@ -79,6 +87,6 @@ def test_bench_reports_embedding_click_and_memory(capsys):
     assert main(["bench", "--model", "random:tiny", "--repeats", "1", "--device", "cpu", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     result = report["models"][0]
-    for key in ("embed_ms", "click_ms", "mirrored_click_ms", "official_click_ms", "peak_rss_mb"):
+    for key in ("embed_ms", "click_ms", "lesion_click_ms", "mirrored_click_ms", "official_click_ms", "peak_rss_mb"):
         assert result[key] > 0
     assert report["statistics"]["label_image_s"] > 0 and report["statistics"]["segments"] == 15

@@ -144,3 +144,11 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
     with open(tmp_path / "islands" / "results.csv", newline="") as handle:
         assert {r["method"] for r in csv.DictReader(handle)} == {
             f"{tiny_checkpoint.name} (all islands) (no interior crop) (no part check) (no contrast edge)"}
+    # Lesion mode for the named targets only: the lesions are their focal uptake, the organs as before.
+    assert main([*common[:-4], "--out", str(tmp_path / "lesions"), "--lesion-targets", "lesion"]) == 0
+    with open(tmp_path / "lesions" / "results.csv", newline="") as handle:
+        lesion_rows = list(csv.DictReader(handle))
+    assert {r["method"] for r in lesion_rows} == {f"{tiny_checkpoint.name} (lesion mode: lesion)"}
+    model_rows = [r for r in rows if r["method"] == tiny_checkpoint.name]
+    assert [r["dice"] for r in lesion_rows if r["target"] != "lesion"] == [r["dice"] for r in model_rows if r["target"] != "lesion"]
+    assert min(float(r["dice"]) for r in lesion_rows if r["target"] == "lesion") > 0.8

@@ -239,6 +239,28 @@ def test_the_contrast_edge_moves_a_mask_a_voxel_too_large_to_the_organ():
     assert session.add_click(outer[::-1])[outer] == 1  # a positive click keeps its voxel in
 
 
+def test_lesion_mode_segments_the_focal_uptake_inside_the_networks_organ():
+    """A network that returns the warm organ around a hot lesion: in lesion mode the mask is the
+    lesion, without another network run; the mode can change between objects."""
+    z, y, x = np.mgrid[:40, :40, :40]
+    organ = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 12 ** 2
+    lesion = (z - 20) ** 2 + (y - 20) ** 2 + (x - 26) ** 2 <= 2 ** 2
+    array = ndimage.gaussian_filter(np.select([lesion, organ], [10.0, 2.0], 0.5), 6.0 / 2.355 / 4.0).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((4.0, 4.0, 4.0))
+    model = low_threshold_model(0.1)
+    calls = count_encoder_runs(model)
+    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, lesion=True)
+    session.set_image(image)
+    found = session.add_click((26, 20, 20)).astype(bool)
+    assert dice(found, lesion) > 0.8
+    session.lesion = False
+    session.new_object()
+    whole = session.add_click((26, 20, 20)).astype(bool)
+    assert dice(whole, organ) > 0.9 and dice(whole, lesion) < 0.2
+    assert len(calls) == 1  # the second object reuses the crop's embedding
+
+
 def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     """Two balls joined by a neck: a click at the dim ball's edge segments both, the bright ball
     clicked alone segments only itself, so it is left out (one more encoder run); a positive click

@@ -155,6 +155,9 @@ def test_mirroring_and_the_island_option_reach_the_session(world, network, case)
     assert world.logic._session.contrast_edge
     world.logic.setContrastEdge(False)
     assert not world.logic._session.contrast_edge and not world.logic.contrastEdge
+    assert not world.logic._session.lesion
+    world.logic.setLesion(True)
+    assert world.logic._session.lesion and world.logic.lesion
 
 
 def _tag(world, segmentId=None):
@@ -343,11 +346,15 @@ def test_finish_releases_the_segment_and_a_new_target_starts_empty(world, case):
     assert world.positive.GetNumberOfControlPoints() == 0 and world.logic.targetSegmentId is None
     kidney = addSegment(world.segmentation, "kidney_left")
     world.logic.setTargetSegment(world.segmentation, kidney)
+    world.logic.setLesion(True)  # a new segment keeps the current mode; this one is made in lesion mode
     world.click(organ_center_zyx(case.label, LABELS["kidney_left"]))
-    assert world.segment(kidney).any()
+    assert world.segment(kidney).any() and json.loads(_tag(world, kidney))["lesion"] is True
     world.logic.setTargetSegment(world.segmentation, world.target)  # back: its points come back
     assert world.positive.GetNumberOfControlPoints() == 1
     assert np.array_equal(world.segment(), first & ~world.segment(kidney))
+    assert not world.logic.lesion and not world.logic._session.lesion  # as the liver was made
+    world.logic.setTargetSegment(world.segmentation, kidney)
+    assert world.logic.lesion
 
 
 # ----------------------------------------------------------------------------------------- statistics
@@ -408,14 +415,18 @@ def test_mrml_segmenter_gives_the_same_masks_as_the_library(network, case):
 
     headless_slicer()
     truth = sitk.GetArrayFromImage(case.label) == LABELS["kidney_left"]
-    results = []
-    library = ModelSegmenter(network, device="cpu")
-    library.session.max_crops = 1
-    for segmenter in (MRMLSegmenter(network, "cpu", maxCrops=1), library):
-        segmenter.set_image(case.image)
-        results.append(run_protocol(segmenter, truth, [1, 2], np.random.default_rng(5)))
-    for count in (1, 2):
-        assert np.array_equal(results[0][count], results[1][count])
+    # The defaults, then a session switch and lesion mode for the target (passed on by name).
+    for lesions, options in (((), {}), (("kidney_left",), {"part_check": False})):
+        results = []
+        library = ModelSegmenter(network, device="cpu", lesion_targets=lesions, **options)
+        library.session.max_crops = 1
+        slicer_side = MRMLSegmenter(network, "cpu", maxCrops=1, lesionTargets=lesions, **options)
+        for segmenter in (slicer_side, library):
+            segmenter.set_image(case.image)
+            results.append(run_protocol(segmenter, truth, [1, 2], np.random.default_rng(5), "kidney_left"))
+        assert slicer_side.logic.lesion == bool(lesions) and slicer_side.logic.partCheck == (not options)
+        for count in (1, 2):
+            assert np.array_equal(results[0][count], results[1][count])
 
 
 # ----------------------------------------------------------------------------------------- no GUI

@@ -28,7 +28,8 @@ if (REPOSITORY / "SegAnyPETLib").is_dir() and str(REPOSITORY) not in sys.path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from SegAnyPETLib.commands.evaluate import parse_clicks
+    from SegAnyPETLib.commands.evaluate import parse_clicks, parse_lesion_targets
+    from SegAnyPETLib.commands.session_flags import add_session_flags
 
     parser = argparse.ArgumentParser(
         prog="batch_evaluate.py",
@@ -42,11 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", help="comma-separated target names (default: every label)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated clicks")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
-    parser.add_argument("--mirror", action="store_true", help="test-time mirroring, as seganypet evaluate --mirror")
-    parser.add_argument("--all-islands", action="store_true", help="keep every part of the masks, as seganypet evaluate --all-islands")
-    parser.add_argument("--no-interior-crop", action="store_true", help="one crop per target at its first click, as seganypet evaluate --no-interior-crop")
-    parser.add_argument("--no-part-check", action="store_true", help="keep every part of the first masks, as seganypet evaluate --no-part-check")
-    parser.add_argument("--no-contrast-edge", action="store_true", help="keep the network's edges, as seganypet evaluate --no-contrast-edge")
+    add_session_flags(parser)  # as in seganypet evaluate
+    parser.add_argument("--lesion-targets", type=parse_lesion_targets, default=[], metavar="NAMES",
+                        help="comma-separated targets segmented as lesions, as seganypet evaluate --lesion-targets")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -54,20 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    from SegAnyPETLib.commands.session_flags import session_options
     from SegAnyPETLib.evaluate import evaluate_dataset, method_name
     from SegAnyPETLib.slicer_headless import headless_slicer
     from SegAnyPETLib.slicer_logic import MRMLSegmenter
 
     headless_slicer()  # inside Slicer: the application's scene
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
+    options = session_options(args)
     evaluate_dataset(
-        lambda: [MRMLSegmenter(args.model, args.device,
-                               name=method_name(args.model, mirror=args.mirror, clicked_islands_only=not args.all_islands,
-                                                interior_crop=not args.no_interior_crop, part_check=not args.no_part_check,
-                                                contrast_edge=not args.no_contrast_edge),
-                               mirror=args.mirror, clickedIslandsOnly=not args.all_islands,
-                               interiorCrop=not args.no_interior_crop, partCheck=not args.no_part_check,
-                               contrastEdge=not args.no_contrast_edge)],
+        lambda: [MRMLSegmenter(args.model, args.device, name=method_name(args.model, args.lesion_targets, **options),
+                               lesionTargets=args.lesion_targets, **options)],
         args.data,
         args.out,
         args.clicks,

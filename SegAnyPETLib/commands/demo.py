@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--model", default="demo", help="model (default: the bundled demo model)")
     parser.add_argument("--seed", type=int, default=2025, help="phantom seed (default 2025, never used in training)")
     parser.add_argument("--clicks", type=int, default=1, help="simulated clicks per organ (default 1)")
-    parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated organs")
+    parser.add_argument("--targets", default=",".join(DEFAULT_TARGETS), help="comma-separated targets (lesion: in lesion mode)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier demo in --out")
     parser.set_defaults(func=run)
@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     truth = sitk.GetArrayFromImage(case.label)
     print("2/4 model ...", flush=True)
     model = load_model(args.model, args.device)
-    segmenter = ModelSegmenter(model, device=args.device, name=str(args.model))
+    segmenter = ModelSegmenter(model, device=args.device, name=str(args.model), lesion_targets=["lesion"])
     segmenter.set_image(case.image)
-    print(f"3/4 segmenting {len(targets)} organs with {args.clicks} simulated click(s) each ...", flush=True)
+    print(f"3/4 segmenting {len(targets)} targets with {args.clicks} simulated click(s) each ...", flush=True)
     segmentation = np.zeros_like(truth, dtype=np.uint8)
     scores = {}
     for name in targets:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {display_name(name)}: not in this phantom, skipped")
             continue
         rng = np.random.default_rng(click_seed(args.seed, "demo", name))
-        mask = run_protocol(segmenter, target, [args.clicks], rng)[args.clicks].astype(bool)
+        mask = run_protocol(segmenter, target, [args.clicks], rng, name)[args.clicks].astype(bool)
         scores[name] = dice(mask, target)
         segmentation[mask & (segmentation == 0)] = LABELS[name]  # earlier organs keep overlapping voxels
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .session_flags import add_session_flags, session_options
+
 
 def comma_list(convert, valid, option: str, expected: str):
     """An argparse type: sorted unique ``convert``-ed values of "a,b,c", each ``valid``, else one error."""
@@ -20,6 +22,7 @@ def comma_list(convert, valid, option: str, expected: str):
 
 
 parse_clicks = comma_list(int, lambda count: count >= 1, "--clicks", "positive integers like 1,3,5")
+parse_lesion_targets = comma_list(str.strip, bool, "--lesion-targets", "target names like lesion,tumor")
 
 
 def add_parser(subparsers) -> None:
@@ -40,16 +43,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-model", action="store_true", help="evaluate only the baselines")
     parser.add_argument("--mask-threshold", type=float,
                         help="probability threshold of the model's masks (default: the checkpoint's, else 0.5)")
-    parser.add_argument("--mirror", action="store_true",
-                        help="average over the 8 mirrorings of each crop (test-time mirroring: slower, smoother masks)")
-    parser.add_argument("--all-islands", action="store_true",
-                        help="keep every part of the model's masks, also those no positive click touches")
-    parser.add_argument("--no-interior-crop", action="store_true",
-                        help="one crop per object at its first click, without the crop centred inside the first mask")
-    parser.add_argument("--no-part-check", action="store_true",
-                        help="keep every part of the first mask, without clicking its parts to find another object's")
-    parser.add_argument("--no-contrast-edge", action="store_true",
-                        help="keep the network's edge, without moving it to 40 %% of the local PET contrast")
+    add_session_flags(parser)
+    parser.add_argument("--lesion-targets", type=parse_lesion_targets, default=[], metavar="NAMES",
+                        help="comma-separated targets the model segments as lesions: the focal uptake at each click "
+                        "(seganypet segment --lesion)")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace existing results in OUT")
@@ -67,11 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     def segmenters():
         methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
-                                                         mask_threshold=args.mask_threshold, mirror=args.mirror,
-                                                         clicked_islands_only=not args.all_islands,
-                                                         interior_crop=not args.no_interior_crop,
-                                                         part_check=not args.no_part_check,
-                                                         contrast_edge=not args.no_contrast_edge)]
+                                                         mask_threshold=args.mask_threshold,
+                                                         lesion_targets=args.lesion_targets, **session_options(args))]
         return methods + [make_baseline(name) for name in args.baseline]
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .session_flags import add_session_flags, session_options
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,11 +32,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--negative", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="negative point (repeatable)")
     parser.add_argument("--space", choices=("ijk", "ras", "lps"), default="ijk", help="coordinates of the points (default: ijk voxel index)")
     parser.add_argument("--mask-threshold", type=float, help="probability threshold (default: the checkpoint's, else 0.5)")
-    parser.add_argument("--mirror", action="store_true", help="average over the 8 mirrorings of each crop (test-time mirroring: slower, smoother masks)")
-    parser.add_argument("--all-islands", action="store_true", help="keep every part of the mask, also those no positive point touches")
-    parser.add_argument("--no-interior-crop", action="store_true", help="one crop at the first point, without the crop centred inside the first mask")
-    parser.add_argument("--no-part-check", action="store_true", help="keep every part of the first mask, without clicking its parts to find another object's")
-    parser.add_argument("--no-contrast-edge", action="store_true", help="keep the network's edge, without moving it to 40 %% of the local PET contrast")
+    add_session_flags(parser)
+    parser.add_argument("--lesion", action="store_true",
+                        help="segment a lesion: the focal uptake at each positive point, against the tissue the network finds there")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -54,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable(args.output, args.overwrite)
     image = read_image(args.image, "PET image")
     session = InteractiveSession(load_model(args.model, args.device), device=args.device,
-                                 mask_threshold=args.mask_threshold, mirror=args.mirror,
-                                 clicked_islands_only=not args.all_islands, interior_crop=not args.no_interior_crop,
-                                 part_check=not args.no_part_check, contrast_edge=not args.no_contrast_edge)
+                                 mask_threshold=args.mask_threshold, lesion=args.lesion, **session_options(args))
     session.set_image(image, name=f"PET image {args.image}")
     # Positive points first (the first one places the crop), then the negative ones.
     for point, positive in [(p, True) for p in args.point] + [(p, False) for p in args.negative]:

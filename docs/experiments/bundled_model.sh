@@ -20,5 +20,5 @@ save_checkpoint("seganypet_demo_tiny.pt", model, half=True, metadata=model.metad
 PY
 sha256sum seganypet_demo_tiny.pt | cut -d' ' -f1 > seganypet_demo_tiny.pt.sha256
 # The evaluation table of the model card and README, on the shipped file itself.
-seganypet evaluate --model seganypet_demo_tiny.pt --data phantoms_test --clicks 1,3,5 \
+seganypet evaluate --model seganypet_demo_tiny.pt --data phantoms_test --clicks 1,3,5 --lesion-targets lesion \
     --baseline threshold --baseline growcut --out evaluation
