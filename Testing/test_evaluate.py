@@ -152,3 +152,6 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
     model_rows = [r for r in rows if r["method"] == tiny_checkpoint.name]
     assert [r["dice"] for r in lesion_rows if r["target"] != "lesion"] == [r["dice"] for r in model_rows if r["target"] != "lesion"]
     assert min(float(r["dice"]) for r in lesion_rows if r["target"] == "lesion") > 0.8
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "unknown"), "--lesion-targets", "tumour"]) == 2
+    assert "tumour not in" in capsys.readouterr().err and not (tmp_path / "unknown").exists()

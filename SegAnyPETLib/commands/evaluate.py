@@ -56,11 +56,14 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..baselines import make_baseline
     from ..checkpoints import load_model
+    from ..data import open_dataset
     from ..errors import SegAnyPETError
     from ..evaluate import ModelSegmenter, evaluate_dataset
 
     if args.no_model and not args.baseline:
         raise SegAnyPETError("--no-model needs at least one --baseline")
+    if args.lesion_targets:
+        open_dataset(args.data, split="auto").select_targets(args.lesion_targets)  # unknown names: one error
 
     def segmenters():
         methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
