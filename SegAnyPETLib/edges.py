@@ -41,6 +41,13 @@ def edge_levels(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
     return inside, float(np.median(image[shell]))
 
 
+def mask_box(mask: np.ndarray, margin_mm: float, spacing: Sequence[float]) -> Tuple[slice, ...]:
+    """The bounding box of a non-empty ``mask`` grown by ``margin_mm`` (and a voxel) on each side."""
+    margin = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
+    return tuple(slice(max(sl.start - m, 0), sl.stop + m)
+                 for sl, m in zip(ndimage.find_objects(mask.view(np.uint8))[0], margin))
+
+
 def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Distance in mm to the surface of ``mask``: positive outside, negative inside."""
     return (ndimage.distance_transform_edt(~mask, sampling=spacing)
@@ -60,9 +67,7 @@ def contrast_edge(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float],
     result = mask.astype(bool)  # a copy
     if not result.any():
         return result
-    margin = [int(np.ceil((SHELL_MM[1] + band_mm) / s)) + 1 for s in spacing]
-    box = tuple(slice(max(sl.start - m, 0), sl.stop + m)
-                for sl, m in zip(ndimage.find_objects(result.view(np.uint8))[0], margin))
+    box = mask_box(result, SHELL_MM[1] + band_mm, spacing)
     local, values = result[box].copy(), image[box]
     distance = signed_distance(local, spacing)
     levels = edge_levels(values, local, spacing, distance)

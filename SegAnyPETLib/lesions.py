@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from .edges import SHELL_MM
+from .edges import SHELL_MM, edge_levels, mask_box
 
 LOCAL_PEAK_MM = 10.0  # the lesion's peak: the highest voxel this close to the click on each axis
 MAX_LESION_MM = 100.0  # the region is looked for this far from the click on each axis
@@ -83,8 +83,9 @@ def _background(values: np.ndarray, context: np.ndarray, seeds: Tuple[Index, Ind
                 spacing: np.ndarray, fraction: float) -> Optional[float]:
     """The uptake level around the lesion: the median of the network's part holding the click
     outside the lesion's first estimate (from that part's median), or, where the click is outside
-    the network's mask or the part is hardly larger than the lesion, of a shell around the region
-    above half the peak. None where that region has no shell (no focal uptake)."""
+    the network's mask or the part is hardly larger than the lesion, the surroundings' level of the
+    region above half the peak (:func:`~SegAnyPETLib.edges.edge_levels`). None where that region
+    has no surroundings (no focal uptake)."""
     at = seeds[0]
     if context[at]:
         parts, _ = ndimage.label(context)
@@ -97,8 +98,6 @@ def _background(values: np.ndarray, context: np.ndarray, seeds: Tuple[Index, Ind
     core = _region(values > 0.5 * peak, seeds)
     if not core.any():
         return None
-    margin = [int(np.ceil(SHELL_MM[1] / s)) + 1 for s in spacing]
-    box = tuple(slice(max(b.start - m, 0), b.stop + m) for b, m in zip(ndimage.find_objects(core.view(np.uint8))[0], margin))
-    outside = ndimage.distance_transform_edt(~core[box], sampling=spacing)
-    shell = (outside > SHELL_MM[0]) & (outside < SHELL_MM[1])
-    return float(np.median(values[box][shell])) if shell.any() else None
+    box = mask_box(core, SHELL_MM[1], spacing)
+    levels = edge_levels(values[box], core[box], spacing)
+    return None if levels is None else levels[1]
