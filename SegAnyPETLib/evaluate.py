@@ -271,8 +271,12 @@ def evaluate_dataset(
     overwrite: bool = False,
     title: str = "Evaluation",
     progress: bool = True,
+    lesion_targets: Sequence[str] = (),
 ) -> List[Result]:
     """Run the protocol over a dataset (imagesTs/labelsTs when present) and write the report.
+
+    ``lesion_targets`` (the names the segmenters segment as lesions) must be labels of the dataset:
+    they are checked before the segmenters are made.
 
     With ``shard="i/n"`` only every n-th case from the i-th is done and written to
     ``results-i-of-n.csv``; the shard that completes the set merges all parts into the report.
@@ -288,6 +292,7 @@ def evaluate_dataset(
         ensure_writable(path, overwrite)  # a merged report is only written by this run's shards
     dataset = open_dataset(data, split="auto")
     wanted = dataset.select_targets(targets)
+    dataset.select_targets(lesion_targets)  # a misspelt name: one error before any work
     cases = dataset.cases[index::count]
     segmenters = make_segmenters()
     results: List[Result] = []

@@ -54,13 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def evaluate(args: argparse.Namespace) -> None:
     from SegAnyPETLib.commands.session_flags import session_options
-    from SegAnyPETLib.data import open_dataset
     from SegAnyPETLib.evaluate import evaluate_dataset, method_name
     from SegAnyPETLib.slicer_headless import headless_slicer
     from SegAnyPETLib.slicer_logic import MRMLSegmenter
 
-    if args.lesion_targets:
-        open_dataset(args.data, split="auto").select_targets(args.lesion_targets)  # unknown names: one error
     headless_slicer()  # inside Slicer: the application's scene
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     options = session_options(args)
@@ -76,6 +73,7 @@ def evaluate(args: argparse.Namespace) -> None:
         args.overwrite,
         title=f"Evaluation of {args.model} on {args.data} (3D Slicer logic)",
         progress=not args.quiet,
+        lesion_targets=args.lesion_targets,
     )
 
 

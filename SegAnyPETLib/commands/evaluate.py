@@ -56,14 +56,11 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..baselines import make_baseline
     from ..checkpoints import load_model
-    from ..data import open_dataset
     from ..errors import SegAnyPETError
     from ..evaluate import ModelSegmenter, evaluate_dataset
 
     if args.no_model and not args.baseline:
         raise SegAnyPETError("--no-model needs at least one --baseline")
-    if args.lesion_targets:
-        open_dataset(args.data, split="auto").select_targets(args.lesion_targets)  # unknown names: one error
 
     def segmenters():
         methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
@@ -73,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
     evaluate_dataset(segmenters, args.data, args.out, args.clicks, targets, args.seed, args.shard, args.overwrite,
-                     title=f"Evaluation of {args.model if not args.no_model else 'baselines'} on {args.data}")
+                     title=f"Evaluation of {args.model if not args.no_model else 'baselines'} on {args.data}",
+                     lesion_targets=args.lesion_targets)
     print((open(f"{args.out}/summary.md").read()) if not args.shard else f"shard {args.shard} written to {args.out}")
     return 0
