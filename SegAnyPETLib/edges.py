@@ -48,6 +48,11 @@ def mask_box(mask: np.ndarray, margin_mm: float, spacing: Sequence[float]) -> Tu
                  for sl, m in zip(ndimage.find_objects(mask.view(np.uint8))[0], margin))
 
 
+def reaches_faces(mask: np.ndarray) -> bool:
+    """Whether ``mask`` touches a face of its array."""
+    return any(np.take(mask, layer, axis).any() for axis in range(3) for layer in (0, -1))
+
+
 def signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Distance in mm to the surface of ``mask``: positive outside, negative inside."""
     return (ndimage.distance_transform_edt(~mask, sampling=spacing)

@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from .edges import SHELL_MM, edge_levels, mask_box
+from .edges import SHELL_MM, edge_levels, mask_box, reaches_faces
 
 LOCAL_PEAK_MM = 10.0  # the lesion's peak: the highest voxel this close to the click on each axis
 MAX_LESION_MM = 100.0  # the region is looked for this far from the click on each axis
@@ -56,7 +56,7 @@ def focal_uptake(image: np.ndarray, spacing: Sequence[float], context: np.ndarra
                 if not hit:
                     break
                 region = _region(values > max(hit), seeds)
-            if not _reaches_faces(region):
+            if not reaches_faces(region):
                 break
         result[box] |= region
     return result
@@ -65,10 +65,6 @@ def focal_uptake(image: np.ndarray, spacing: Sequence[float], context: np.ndarra
 def _box(center: Sequence[int], radius_mm: float, spacing: np.ndarray, shape: Sequence[int]) -> Tuple[slice, ...]:
     radius = np.maximum(np.round(radius_mm / spacing).astype(int), 1)
     return tuple(slice(max(int(c) - r, 0), min(int(c) + r + 1, n)) for c, r, n in zip(center, radius, shape))
-
-
-def _reaches_faces(region: np.ndarray) -> bool:
-    return any(np.take(region, layer, axis).any() for axis in range(3) for layer in (0, -1))
 
 
 def _region(above: np.ndarray, seeds: Tuple[Index, Index]) -> np.ndarray:

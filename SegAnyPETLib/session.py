@@ -499,7 +499,7 @@ class InteractiveSession:
         if at_probe == 0:
             return True
         part = parts == at_probe
-        if any(np.take(part, layer, axis).any() for axis in range(3) for layer in (0, -1)):
+        if edges.reaches_faces(part):
             return True  # the object goes on beyond the crop
         return grid.contains(click.lps) and bool(part[tuple(grid.nearest_index(click.lps)[0])])
 
