@@ -155,3 +155,31 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "unknown"), "--lesion-targets", "tumour"]) == 2
     assert "tumour not in" in capsys.readouterr().err and not (tmp_path / "unknown").exists()
+
+
+def test_confusions_experiment_splits_the_evaluated_masks_by_neighbour(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    write_dataset(data)
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(data), "--clicks", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "eval")]) == 0
+    with open(tmp_path / "eval" / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    script = Path(__file__).parents[1] / "docs" / "experiments" / "confusions.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--model", str(tiny_checkpoint), "--data", str(data)])
+    capsys.readouterr()
+    runpy.run_path(str(script), run_name="__main__")
+    table = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    dices = {cells[0].strip(): float(cells[1]) for cells in table if cells[0].strip()}
+    for target in ("lesion", "spleen"):  # the same clicks and masks as seganypet evaluate
+        expected = np.mean([float(r["dice"]) for r in rows if r["target"] == target])
+        assert dices[target] == pytest.approx(expected, abs=1e-3)
+    target, neighbours = None, 0
+    for cells in table:
+        target = cells[0].strip() or target
+        if cells[2].strip():  # leaving out a neighbour's voxels only removes false positives
+            neighbours += 1
+            assert float(cells[4]) >= dices[target] - 1e-3 and 1.0 <= float(cells[3].split()[0]) <= 100.0
+    assert neighbours  # the random network's masks take in unlabelled voxels at least
