@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The paper's ablation (Table 3) on our phantoms: train on the five seen organs with each strategy,
 # evaluate seen and unseen organs on held-out phantoms. Usage:
-#   docs/experiments/paper_ablation.sh TRAIN_DATA TEST_DATA OUT [STEPS] [EVAL_SHARD]
+#   docs/experiments/paper_ablation.sh TRAIN_DATA TEST_DATA OUT [STEPS] [EVAL_SHARD] [ARCH]
 # TRAIN_DATA: seganypet phantom phantoms_train --cases 100 --seed 1
 # TEST_DATA:  seganypet phantom phantoms_test --cases 1 --test-cases 20 --seed 2025
 set -euo pipefail
-train_data=$1 test_data=$2 out=$3 steps=${4:-200} shard=${5:-0/4}
+train_data=$1 test_data=$2 out=$3 steps=${4:-200} shard=${5:-0/4} arch=${6:-tiny}
 organs() { python -c "import SegAnyPETLib.labels as l; print(','.join(l.$1))"; }
 seen=$(organs SEEN_ORGANS) unseen=$(organs UNSEEN_ORGANS)
-# The tiny ViT (the paper's encoder family) with the bundled recipe otherwise, 4 click iterations.
+# The tiny ViT (the paper's encoder family; ARCH tiny_conv: the bundled network) with the bundled
+# recipe otherwise, 4 click iterations. EVAL_SHARD 0/1 evaluates every test case.
 for strategy in finetune consistency cpcl; do
-    seganypet train --config bundled_tiny --arch tiny --set click_iterations=4 \
+    seganypet train --config bundled_tiny --arch "$arch" --set click_iterations=4 \
         --data "$train_data" --targets "$seen" --strategy "$strategy" \
         --max-steps "$steps" --set val_every="$steps" --set "milestone_steps=[$((steps * 8 / 10))]" \
         --quiet-progress --out "$out/$strategy"
