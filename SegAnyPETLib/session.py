@@ -12,10 +12,11 @@ crop voxels (the official code pastes its thresholded mask back with nearest nei
 the only difference with a single crop). The first click of an object also adds a crop centred on
 the deepest point of its first mask (``interior_crop``): the networks are trained on crops centred on
 a voxel of their target with the clicks elsewhere, and a click at an organ's edge puts the crop's
-centre between two organs. The mask keeps only the parts that a positive click touches
+centre between two organs. The mask keeps only the parts that hold a positive click
 (``clicked_islands_only``), so a leak into a separate neighbour is dropped. A leak joined to the
 object is checked by clicking it (``part_check``): the first mask is split where it narrows, and a
-part whose own segmentation does not reach the first click is another object and is left out.
+part whose own segmentation does not reach the first click is another object and is left out
+(until a positive click lands deep inside it).
 Last, the mask's edge moves to the PET contrast (``contrast_edge``, :mod:`SegAnyPETLib.edges`):
 within one voxel of its surface a voxel is in the object where its uptake is 40 % of the way from
 the surroundings' level to the object's, where the scanner's blur puts an organ's edge. In lesion
@@ -109,9 +110,10 @@ class InteractiveSession:
             (0.5, or the value calibrated for its checkpoint).
         mirror: average each prediction over the 8 mirrorings of its crop (nnU-Net's test-time
             mirroring): 8x the encoder work per crop, 8 decoder runs per click in one batch.
-        clicked_islands_only: keep only the parts of the mask that a positive click touches (the
+        clicked_islands_only: keep only the parts of the mask that hold a positive click (the
             Segment Editor's "keep selected island"), so a leak into a separate neighbouring organ
-            is dropped; a mask that no positive click touches is kept whole.
+            is dropped; the parts next to a click count only while the network leaves every
+            positive click out by a voxel; a mask that no positive click touches is kept whole.
         interior_crop: a new object's first click also adds a crop centred on the deepest point of
             the mask's part that holds the click, and the crops are blended: one more encoder run
             per object.
@@ -119,8 +121,9 @@ class InteractiveSession:
             depth below its surface, ``part_depth_mm`` above the saddle between them) and segment
             each part but the click's from its deepest voxel alone; a part whose own mask does not
             reach the first click is another object (the spleen's first mask taking the left
-            kidney) and is left out of the mask until a positive click lands in it. One more
-            encoder run per part checked.
+            kidney) and is left out of the mask until a positive click lands in its inner half (a
+            click nearer its edge brings back only its own voxel). One more encoder run per part
+            checked.
         contrast_edge: move the mask's edge to the PET contrast (:func:`~SegAnyPETLib.edges.contrast_edge`):
             within one voxel of the coarser of the model's and the image's grids of the surface, a
             voxel is in the object where its uptake is 40 % of the way from the surroundings' level
@@ -270,8 +273,8 @@ class InteractiveSession:
             mask = self._contrast_edge(mask)
             if self._foreign is not None:
                 mask &= ~self._foreign  # not back across the cut from a part that is another object
-            if self.clicked_islands_only:
-                mask = self._clicked_islands(mask)  # the edge may have cut a part off
+            if self.clicked_islands_only:  # the edge may have cut a part off; it keeps the clicks' voxels
+                mask = self._clicked_islands(mask, with_neighbours=True)
         return mask.astype(np.uint8, copy=False)
 
     @property
@@ -336,8 +339,14 @@ class InteractiveSession:
             self._crops.append(crop)
         self._mask = mask
 
-    def _clicked_islands(self, mask: np.ndarray) -> np.ndarray:
-        """The face-connected parts of ``mask`` that a positive click or one of its 26 neighbours touches."""
+    def _clicked_islands(self, mask: np.ndarray, with_neighbours: bool = False) -> np.ndarray:
+        """The face-connected parts of ``mask`` that hold a positive click.
+
+        The parts next to a click (its 26 neighbours) count too where no positive click lies in any
+        part (the network left them out by a voxel), or with ``with_neighbours``. A part that is only
+        next to a click the network left out is another structure (the liver beside an aortic
+        click). A mask that no positive click touches is kept whole.
+        """
         mask = mask.copy()
         box = self._crops_box()
         if box is None:
@@ -345,12 +354,15 @@ class InteractiveSession:
         islands, count = ndimage.label(mask[box])
         if count < 2:
             return mask
-        touched = set()
-        for point in self._points:
-            if point.label == 1:
-                near = tuple(slice(max(i - 1 - b.start, 0), max(i + 2 - b.start, 0)) for i, b in zip(self._voxel(point), box))
-                touched.update(np.unique(islands[near]).tolist())
-        touched.discard(0)
+        holding, near = set(), set()
+        for index in self._click_voxels()[0]:
+            at = tuple(i - b.start for i, b in zip(index, box))
+            if all(0 <= a < n for a, n in zip(at, islands.shape)):
+                holding.add(int(islands[at]))
+            near.update(np.unique(islands[tuple(slice(max(a - 1, 0), max(a + 2, 0)) for a in at)]).tolist())
+        holding.discard(0)
+        near.discard(0)
+        touched = near if with_neighbours or not holding else holding
         if touched:
             mask[box] = np.isin(islands, sorted(touched))
         return mask
@@ -390,8 +402,7 @@ class InteractiveSession:
         self.timing = {"encoder_ms": 0.0}
         first_crop = not self._crops
         if point.label == 1 and self._foreign is not None and self._foreign[self._voxel(point)]:
-            parts, _ = ndimage.label(self._foreign)  # the user says this part is the object after all
-            self._foreign = self._foreign & (parts != parts[self._voxel(point)])
+            self._foreign = self._take_back(self._voxel(point))
         targets = [crop for crop in self._crops if crop.grid.contains(point.lps)]
         if not targets:
             if point.label == 0:
@@ -483,6 +494,26 @@ class InteractiveSession:
             if not self._segments_with(probe, click):
                 logger.debug("leaving out %.0f mL of the mask: clicked alone it is another object", volumes[label])
                 foreign[box] |= owner == label
+        return foreign if foreign.any() else None
+
+    def _take_back(self, index: Tuple[int, int, int]) -> Optional[np.ndarray]:
+        """The parts left out after a positive click at ``index`` (z, y, x) in one of them.
+
+        A click in the part's inner half (at least half its greatest depth below its surface) says
+        the part is the object after all, and it goes back into the mask; a click nearer its edge
+        corrects the object's own edge where it meets the other object (the prostate's rim at the
+        bladder), and only the clicked voxel goes back. Returns None when nothing is left out.
+        """
+        parts, _ = ndimage.label(self._foreign)
+        part = parts == parts[index]
+        box = ndimage.find_objects(part.view(np.uint8))[0]
+        spacing = self.image.GetSpacing()[::-1]
+        depth = ndimage.distance_transform_edt(np.pad(part[box], 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        foreign = self._foreign.copy()
+        if depth[tuple(i - b.start for i, b in zip(index, box))] >= 0.5 * depth.max():
+            foreign &= ~part
+        else:
+            foreign[index] = False
         return foreign if foreign.any() else None
 
     def _segments_with(self, probe: np.ndarray, click: Point) -> bool:

@@ -174,11 +174,11 @@ def test_no_interior_crop_that_would_not_hold_the_click():
     assert session.num_crops == 1 and mask[click[::-1]] == 1
 
 
-def crop_reading_model(spacing: float, rule):
-    """A network on crops of ``spacing`` mm whose mask is ``rule(crops, coords, step)``: a (B, 1, ...)
-    bool tensor on the logits' grid, from the crops it encoded (B, 1, ...), the points and the
-    crop voxels per logits voxel."""
-    model = constant_model("tiny", sign=1.0)
+def crop_reading_model(spacing: float, rule, arch: str = "tiny"):
+    """A network (``arch``) on crops of ``spacing`` mm whose mask is ``rule(crops, coords, step)``: a
+    (B, 1, ...) bool tensor on the logits' grid, from the crops it encoded (B, 1, ...), the points
+    and the crop voxels per logits voxel."""
+    model = constant_model(arch, sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(spacing,) * 3, crop_size=model.config.img_size)
     encoded = {}
     model.image_encoder.register_forward_hook(lambda module, args, output: encoded.update({output.data_ptr(): args[0]}))
@@ -239,6 +239,29 @@ def test_the_contrast_edge_moves_a_mask_a_voxel_too_large_to_the_organ():
     assert session.add_click(outer[::-1])[outer] == 1  # a positive click keeps its voxel in
 
 
+def test_a_click_the_contrast_edge_cuts_off_keeps_the_object_beside_it():
+    """A network that segments a sharp ball and two warm voxels beside it: the edge takes them off
+    but keeps the clicked one, which then touches the ball only at a corner; the ball stays."""
+    z, y, x = np.mgrid[:40, :40, :40]
+    ball = (z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2 <= 8 ** 2
+    clicked, bridge = (21, 20, 29), (20, 20, 29)  # (z, y, x): diagonal to the ball, and joining it
+    array = np.where(ball, 5.0, 1.0).astype(np.float32)
+    array[clicked] = array[bridge] = 1.5
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((4.0, 4.0, 4.0))
+
+    def warm(crops, coords, step):  # above the background (the median inside the image)
+        background = crops[crops > crops.amin()].median()
+        return crops > background + 0.06 * (crops.amax() - background)
+
+    session = InteractiveSession(crop_reading_model(4.0, warm, arch="tiny_conv"), device="cpu", extend=False,
+                                 interior_crop=False, part_check=False)
+    session.set_image(image)
+    mask = session.add_click(clicked[::-1]).astype(bool)
+    assert session._network_mask()[bridge] and not mask[bridge]
+    assert mask[ball].all() and np.argwhere(mask & ~ball).tolist() == [list(clicked)]
+
+
 def test_lesion_mode_segments_the_focal_uptake_inside_the_networks_organ():
     """A network that returns the warm organ around a hot lesion: in lesion mode the mask is the
     lesion, without another network run; the mode can change between objects."""
@@ -264,8 +287,8 @@ def test_lesion_mode_segments_the_focal_uptake_inside_the_networks_organ():
 def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     """Two balls joined by a neck: a click at the dim ball's edge segments both, the bright ball
     clicked alone segments only itself, so it is left out (one more encoder run); a positive click
-    in it brings it back, and undo leaves it out again. The bright ball clicked first is one part:
-    nothing to check."""
+    at its centre brings it back, one at its rim only the rim's voxel, and undo leaves it out again.
+    The bright ball clicked first is one part: nothing to check."""
     z, y, x = np.mgrid[:40, :40, :100]
     array = np.full(z.shape, 0.5, np.float32)
     array[((z - 20) ** 2 + (y - 20) ** 2 <= 2.5 ** 2) & (x >= 35) & (x <= 60)] = 2.5  # the neck
@@ -287,7 +310,12 @@ def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     assert masks[True][dim] and masks[True][edge[::-1]] and not masks[True][bright]
     assert not (masks[True].astype(bool) & session._foreign).any()  # the contrast edge does not cross the cut
     assert masks[True].sum() < masks[False].sum() * 0.7
-    assert np.array_equal(session.add_click(bright[::-1]), masks[False])
+    left_out = session._foreign.copy()
+    rim = tuple(int(i) for i in max(np.argwhere(left_out), key=lambda zyx: zyx[0]))  # the bright ball's top
+    edged = session.add_click(rim[::-1]).astype(bool)  # corrects the edge: only its voxel comes back
+    assert edged[rim] and not edged[bright] and np.argwhere(edged & left_out).tolist() == [list(rim)]
+    assert np.array_equal(session.undo(), masks[True])
+    assert np.array_equal(session.add_click(bright[::-1]), masks[False])  # its centre: the part comes back
     assert np.array_equal(session.undo(), masks[True])
     session.new_object()
     alone = session.add_click(bright[::-1])
@@ -565,3 +593,21 @@ def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
     session.clicked_islands_only = False
     session.undo()
     assert np.array_equal(session.mask, both)
+
+
+def test_a_later_click_the_network_leaves_out_brings_in_no_neighbouring_island(blob_image):
+    """The two slabs again: after a click inside one slab, a positive click in the gap next to the
+    other slab (which the network leaves out) keeps only the first slab; counting every click's 26
+    neighbours (as after the contrast edge) would keep both."""
+    model = cut_model(spacing=2.0, start=0.25, stop=0.375)
+    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False, interior_crop=False, contrast_edge=False)
+    everything.set_image(blob_image)
+    slabs = everything.add_click((24, 20, 18)).astype(bool)
+    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=False)
+    session.set_image(blob_image)
+    first = session.add_click((24, 20, 18)).astype(bool)
+    other = slabs & ~first
+    near = lambda mask: ndimage.binary_dilation(mask, np.ones((3, 3, 3)))
+    beside = np.argwhere(near(other) & ~near(first) & ~slabs)[0]  # (z, y, x): in the gap, next to the other slab
+    assert other.any() and np.array_equal(session.add_click(tuple(beside[::-1])).astype(bool), first)
+    assert np.array_equal(session._clicked_islands(slabs, with_neighbours=True), slabs)
