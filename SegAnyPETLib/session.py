@@ -444,7 +444,7 @@ class InteractiveSession:
         if parts[index] == 0:
             return []
         # Depth within the crop: its faces count as the part's surface.
-        depth = ndimage.distance_transform_edt(np.pad(parts == parts[index], 1), sampling=crop.grid.spacing)[1:-1, 1:-1, 1:-1]
+        depth = _depth(parts == parts[index], crop.grid.spacing)
         deepest = np.unravel_index(int(np.argmax(depth)), mask.shape)
         center = crop.grid.to_physical(np.asarray(deepest, float))[0]
         if np.linalg.norm(center - click.lps) < max(crop.grid.spacing):
@@ -475,7 +475,7 @@ class InteractiveSession:
         box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(crops, inner))
         component = parts[inner] == at_click
         spacing = np.asarray(self.image.GetSpacing()[::-1])
-        depth = ndimage.distance_transform_edt(np.pad(component, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        depth = _depth(component, spacing)
         cores = _depth_cores(depth, self.part_depth_mm)
         if cores.max() < 2:
             return None
@@ -508,7 +508,7 @@ class InteractiveSession:
         part = parts == parts[index]
         box = ndimage.find_objects(part.view(np.uint8))[0]
         spacing = self.image.GetSpacing()[::-1]
-        depth = ndimage.distance_transform_edt(np.pad(part[box], 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        depth = _depth(part[box], spacing)
         foreign = self._foreign.copy()
         if depth[tuple(i - b.start for i, b in zip(index, box))] >= 0.5 * depth.max():
             foreign &= ~part
@@ -729,6 +729,11 @@ class InteractiveSession:
         distance = ndimage.distance_transform_edt(region)
         index = np.unravel_index(int(np.argmax(distance)), mask.shape)
         return grid.to_physical(np.asarray(index, float))[0]
+
+
+def _depth(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance (mm) of each voxel of ``mask`` to its surface, the array's faces counting as surface."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
 
 
 def _depth_cores(depth: np.ndarray, prominence: float) -> np.ndarray:
