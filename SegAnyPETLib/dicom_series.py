@@ -27,6 +27,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
+from .dicom_header import tag_label
 from .errors import SegAnyPETError
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ class DicomSeries:
                 raise SegAnyPETError(f"cannot read the pixel data of {path}: {error}") from error
             if pixels.shape != (ny, nx):
                 raise SegAnyPETError(f"{path}: pixel data has shape {pixels.shape}, expected {(ny, nx)}")
-            slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
-            intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
-            volume[index] = pixels * slope + intercept
+            slope = decimal_value(dataset, "RescaleSlope", path, 1.0)
+            if slope == 0:
+                raise SegAnyPETError(f"{path}: RescaleSlope (0028,1053) is 0; every voxel would be the intercept")
+            volume[index] = pixels * slope + decimal_value(dataset, "RescaleIntercept", path, 0.0)
         return volume
 
     def make_image(self, array: np.ndarray) -> sitk.Image:
@@ -84,6 +86,24 @@ class DicomSeries:
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction)
         return image
+
+
+def decimal_value(dataset: pydicom.Dataset, keyword: str, path: Path, default: float) -> float:
+    """A one-value decimal string (DS) tag as a float, ``default`` when absent or empty; one clear
+    error naming the tag and the file when it is not a finite number."""
+    try:
+        value = dataset.get(keyword)
+    except ValueError:  # pydicom set to validate strictly
+        value = "malformed"
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise SegAnyPETError(f"{path}: {tag_label(keyword)} is {str(value)!r}, not a decimal number")
+    return number
 
 
 def _dicom_files(folder: Path) -> List[Path]:

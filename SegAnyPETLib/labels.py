@@ -1,7 +1,13 @@
-"""Target names (TotalSegmentator's), label values, colours and the paper's seen/unseen groups."""
+"""Target names (TotalSegmentator's), label values, colours and the paper's seen/unseen groups;
+:func:`read_label_names` reads the names of a label image from a labels file."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from .errors import SegAnyPETError
 
 # Label values follow the AutoPET-Organ order of the paper's external test (1-12), then extras.
 LABELS: Dict[str, int] = {
@@ -64,3 +70,51 @@ def display_name(name: str) -> str:
 def color_of(name: str) -> Tuple[int, int, int]:
     """Colour for a target name; free-text names get a neutral green."""
     return COLORS.get(name, DEFAULT_COLOR)
+
+
+def read_label_names(path: str | os.PathLike) -> Dict[int, str]:
+    """Label value -> name from an nnU-Net dataset.json (v2 ``name: value`` or v1 ``"value": name``).
+
+    Value 0 (background) is left out. Refused with one error naming the file: not JSON, no
+    mapping, an entry of neither form, a negative value, a key given twice, two names for one
+    value and one name for two values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SegAnyPETError(f"labels file {path} does not exist")
+    repeated: List[str] = []
+
+    def pairs(items: List[Tuple[str, Any]]) -> Dict[str, Any]:
+        keys = [key for key, _ in items]
+        repeated.extend(sorted({key for key in keys if keys.count(key) > 1}))
+        return dict(items)
+
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=pairs)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SegAnyPETError(f"labels file {path} is not JSON ({error})") from None
+    if repeated:
+        raise SegAnyPETError(f"labels file {path} gives the key {repeated[0]!r} twice; JSON keeps only the last")
+    labels = content.get("labels", content) if isinstance(content, dict) else None
+    if not isinstance(labels, dict) or not labels:
+        raise SegAnyPETError(f"labels file {path} has no 'labels' mapping")
+    entries = []
+    for key, value in labels.items():
+        if isinstance(value, int) and not isinstance(value, bool):  # v2: name -> value
+            entries.append((value, str(key)))
+        elif isinstance(key, str) and key.strip().lstrip("-").isdigit() and isinstance(value, str):  # v1
+            entries.append((int(key), value))
+        else:
+            raise SegAnyPETError(f"labels file {path}: entry {key!r}: {value!r} is neither name: value nor 'value': name")
+    names: Dict[int, str] = {}
+    for value, name in entries:
+        if value < 0:
+            raise SegAnyPETError(f"labels file {path}: {name} has the negative label value {value}")
+        if value in names:
+            raise SegAnyPETError(f"labels file {path} gives label value {value} two names: {names[value]} and {name}")
+        twin = next((other for other, known in names.items() if known == name), None)
+        if twin is not None:
+            raise SegAnyPETError(f"labels file {path} gives the name {name} to label values {twin} and {value}")
+        names[value] = name
+    names.pop(0, None)
+    return names

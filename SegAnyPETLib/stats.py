@@ -5,36 +5,25 @@ of its MRML nodes: the SUV volume and one boolean mask per segment, all (z, y, x
 overlap, each is measured on its own. Geometry follows ITK (LPS): spacing (x, y, z) in mm, origin
 of voxel (0, 0, 0) and the 3 x 3 direction matrix (row-major, columns = the i, j, k axes); for a
 Slicer IJKToRAS matrix use :func:`geometry_from_ijk_to_ras`. :func:`label_image_statistics` does
-the same for a SimpleITK label image.
+the same for a SimpleITK label image. PERCIST reference regions are in :mod:`SegAnyPETLib.percist`.
 
 Definitions
     volume   voxel count x voxel volume (mL). TLG = SUVmean x volume (g for SUV in g/mL).
     SUVsd    population standard deviation (ddof = 0) of the segment's voxels.
     SUVmax   position: the first maximal voxel in (z, y, x) order; index (i, j, k) and LPS mm.
-    SUVpeak  see :data:`SUVPEAK_DEFINITION` (PERCIST 1.0, Wahl et al. 2009): the highest mean SUV in
-             a sphere of 1 mL (radius 6.2035 mm) whose centre may be any voxel centre of the
-             segment; the sphere averages all image voxels it covers, in or out of the segment,
-             each weighted by the fraction of its volume inside the sphere (counted on a sub-grid
-             of at least 10 points and at most 0.2 mm per axis). Near the image border the mean is over the part of the sphere
-             inside the image.
+    SUVpeak  see :data:`SUVPEAK_DEFINITION` and :mod:`SegAnyPETLib.suv_peak` (PERCIST 1.0).
+
+Refused, one :class:`SegAnyPETError` each: an SUV factor that is not a positive finite number, a
+NaN or infinite voxel inside a segment or within the SUVpeak sphere of one (its statistics would be
+NaN), a PET or segmentation that is not a 3D one-value-per-voxel image, a segmentation off the PET
+grid, with negative or non-integer labels, or with labels that ``names`` does not name. Labels that
+``names`` names but the segmentation lacks get an empty row and one warning listing them.
 
 CSV columns (:data:`COLUMNS`; stable, the Slicer module reads ``segment``, ``volume [mL]``,
 ``SUVmax [g/mL]``, ``SUVmean [g/mL]`` and ``SUVpeak [g/mL]``): segment, label, voxels, volume [mL],
 SUVmin/SUVmax/SUVmean/SUVsd/SUVpeak [g/mL], TLG [g], SUVmax i/j/k, SUVmax x/y/z [mm] (LPS),
 SUVpeak x/y/z [mm] (LPS, sphere centre), PERCIST threshold [g/mL] (reference regions only),
 SUVpeak definition. The unit is g/mL for SUVbw, SUL and SUVibw; an SUVbsa image gives cm2/mL.
-
-PERCIST reference regions (:func:`reference_regions`), placed reproducibly:
-    liver       3 cm sphere in the right lobe: the liver voxels with an LPS x below the liver's
-                median x (the patient's right), among them those at least 15 mm inside the liver
-                (Euclidean distance map), the one nearest the right part's centroid.
-                Threshold 1.5 x mean + 2 x SD.
-    blood pool  10 mm diameter, 20 mm long cylinder along the image's slice (k) axis in the
-                descending aorta: aorta voxels posterior (LPS y) of the aorta's centroid, whose
-                axis +-10 mm stays at least 5 mm inside the aorta, the one nearest the posterior
-                part's centroid. Threshold 2 x mean + 2 x SD.
-    When nothing fits, the deepest voxel is used, the region is clipped to the organ and the
-    result carries a warning.
 """
 from __future__ import annotations
 
@@ -44,7 +33,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -52,27 +41,27 @@ import SimpleITK as sitk
 from scipy import ndimage, signal
 
 from .errors import SegAnyPETError
+from .io import check_volume, write_text
+from .suv_peak import SUVPEAK_DEFINITION, kernel_coverage, suv_peak_kernel
+from .voxel_grid import (  # noqa: F401  (geometry_from_ijk_to_ras: the Slicer module imports it from here)
+    Box,
+    Vector,
+    VoxelGrid,
+    bounding_box,
+    box_volume,
+    geometry_from_ijk_to_ras,
+    grow_box,
+    union_box,
+)
 
 logger = logging.getLogger(__name__)
 
-SUVPEAK_RADIUS_MM: float = 10.0 * (3.0 / (4.0 * math.pi)) ** (1.0 / 3.0)  # 1 cm^3 sphere: 6.2035 mm
-SUVPEAK_SUBSAMPLES: int = 10  # at least this many sub-grid points per voxel and axis ...
-SUVPEAK_SUBGRID_MM: float = 0.2  # ... and no coarser than this
-SUVPEAK_DEFINITION: str = (
-    "PERCIST SUVpeak: highest mean SUV in a 1 cm3 sphere (radius 6.2 mm) centred on any voxel of the segment; "
-    "voxels weighted by their volume fraction inside the sphere; at the image border, mean of the part inside the image"
-)
 COLUMNS: Tuple[str, ...] = (
     "segment", "label", "voxels", "volume [mL]",
     "SUVmin [g/mL]", "SUVmax [g/mL]", "SUVmean [g/mL]", "SUVsd [g/mL]", "SUVpeak [g/mL]", "TLG [g]",
     "SUVmax i", "SUVmax j", "SUVmax k", "SUVmax x [mm]", "SUVmax y [mm]", "SUVmax z [mm]",
     "SUVpeak x [mm]", "SUVpeak y [mm]", "SUVpeak z [mm]", "PERCIST threshold [g/mL]", "SUVpeak definition",
 )  # fmt: skip
-LIVER_SPHERE_RADIUS_MM = 15.0
-BLOOD_POOL_RADIUS_MM = 5.0
-BLOOD_POOL_HALF_LENGTH_MM = 10.0
-
-Vector = Tuple[float, float, float]
 
 
 @dataclass
@@ -107,134 +96,13 @@ class SegmentStatistics:
         return dict(zip(COLUMNS, values))
 
 
-@dataclass
-class ReferenceRegion:
-    """A PERCIST reference region: its mask (z, y, x), where it was placed and how."""
-
-    name: str
-    mask: np.ndarray
-    centre_ijk: Tuple[int, int, int]
-    centre_lps: Vector
-    description: str
-    threshold_scale: float  # PERCIST threshold = threshold_scale x mean + 2 x SD
-    warnings: List[str] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------------------- geometry
-@dataclass(frozen=True)
-class _Grid:
-    spacing: np.ndarray  # (x, y, z) mm
-    origin: np.ndarray  # LPS mm
-    direction: np.ndarray  # 3 x 3, columns = the i, j, k axes
-
-    @classmethod
-    def make(cls, spacing: Sequence[float], origin: Sequence[float], direction: Sequence[float]) -> "_Grid":
-        spacing = np.asarray(spacing, dtype=np.float64).ravel()
-        origin = np.asarray(origin, dtype=np.float64).ravel()
-        direction = np.asarray(direction, dtype=np.float64).ravel()
-        if spacing.shape != (3,) or not np.all(spacing > 0):
-            raise SegAnyPETError(f"voxel spacing must be 3 positive numbers (x, y, z) in mm, got {spacing.tolist()}")
-        if origin.shape != (3,) or direction.shape != (9,):
-            raise SegAnyPETError(f"origin must be 3 numbers and direction 9, got {origin.tolist()} and {direction.tolist()}")
-        return cls(spacing, origin, direction.reshape(3, 3))
-
-    @property
-    def voxel_ml(self) -> float:
-        return float(np.prod(self.spacing)) / 1000.0
-
-    @property
-    def spacing_zyx(self) -> np.ndarray:
-        return self.spacing[::-1]
-
-    def lps(self, zyx: Sequence[float]) -> Vector:
-        ijk = np.asarray(zyx, dtype=np.float64)[::-1]
-        return tuple(float(v) for v in self.origin + self.direction @ (self.spacing * ijk))
-
-    def lps_of_indices(self, zyx_indices: np.ndarray) -> np.ndarray:
-        """(N, 3) z, y, x indices -> (N, 3) LPS points in mm."""
-        return self.origin + (zyx_indices[:, ::-1] * self.spacing) @ self.direction.T
-
-
-def geometry_from_ijk_to_ras(matrix: Sequence[Sequence[float]]) -> Tuple[Vector, Vector, Tuple[float, ...]]:
-    """Spacing (x, y, z), LPS origin and LPS direction (row-major) from a 4 x 4 IJK-to-RAS matrix (Slicer)."""
-    matrix = np.asarray(matrix, dtype=np.float64).reshape(4, 4)
-    ras_to_lps = np.diag([-1.0, -1.0, 1.0])
-    axes = ras_to_lps @ matrix[:3, :3]
-    spacing = np.linalg.norm(axes, axis=0)
-    direction = axes / spacing
-    origin = ras_to_lps @ matrix[:3, 3]
-    return tuple(spacing.tolist()), tuple(origin.tolist()), tuple(direction.ravel().tolist())
-
-
-# ----------------------------------------------------------------------------------------- SUVpeak
-def suv_peak_kernel(spacing: Sequence[float], radius_mm: float = SUVPEAK_RADIUS_MM) -> np.ndarray:
-    """Weights (z, y, x) of the voxels around a voxel centre: their volume fraction inside the sphere.
-
-    Each voxel is cut into a sub-grid of ``max(SUVPEAK_SUBSAMPLES, ceil(step / SUVPEAK_SUBGRID_MM))``
-    points per axis; the fraction is the share of those points within ``radius_mm`` of the centre.
-    """
-    axes = []
-    for step in np.asarray(spacing, dtype=np.float64)[::-1]:  # z, y, x
-        half = int(math.floor(radius_mm / step + 0.5))
-        count = max(SUVPEAK_SUBSAMPLES, int(math.ceil(step / SUVPEAK_SUBGRID_MM)))
-        offsets = np.arange(-half, half + 1)[:, None] + (np.arange(count) + 0.5)[None, :] / count - 0.5
-        axes.append((offsets * step) ** 2)  # (2 half + 1, count) squared distances along the axis
-    z2, y2, x2 = axes
-    plane = y2[:, None, :, None] + x2[None, :, None, :]  # (ky, kx, ny, nx)
-    return np.stack(
-        [((z[:, None, None, None, None] + plane[None]) <= radius_mm**2).mean(axis=(0, 3, 4)) for z in z2]
-    )
-
-
-def _kernel_coverage(shape: Sequence[int], kernel: np.ndarray, box: Tuple[slice, ...]) -> np.ndarray:
-    """Sum of the kernel weights inside the image, for the kernel centred at each voxel of ``box``.
-
-    Only voxels within half a kernel of the border miss weight, so the sums are computed on a
-    small image with one interior voxel per axis and indexed back.
-    """
-    maps, small_shape = [], []
-    for length, size, part in zip(shape, kernel.shape, box):
-        half = size // 2
-        index = np.arange(part.start, part.stop)
-        if length > size:  # interior voxels see the whole kernel along this axis
-            index = np.where(index < half, index, np.where(index >= length - half, index - length + size, half))
-            length = size
-        maps.append(index)
-        small_shape.append(length)
-    coverage = ndimage.correlate(np.ones(small_shape), kernel, mode="constant", cval=0.0)
-    return coverage[np.ix_(*maps)]
-
-
-def _box(slices: Tuple[slice, ...], margin: Sequence[int], shape: Sequence[int]) -> Tuple[slice, ...]:
-    return tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, m, n in zip(slices, margin, shape))
-
-
-def _box_volume(slices: Tuple[slice, ...]) -> int:
-    return int(np.prod([s.stop - s.start for s in slices]))
-
-
-def _union(boxes: Iterable[Tuple[slice, ...]]) -> Tuple[slice, ...]:
-    boxes = list(boxes)
-    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
-
-
 # ----------------------------------------------------------------------------------------- core
 @dataclass
 class _Region:
     name: str
     label: Optional[int]
-    box: Tuple[slice, ...]  # bounding box of the mask
+    box: Box  # bounding box of the mask
     mask: np.ndarray  # the mask inside ``box``
-
-
-def _bounding_box(mask: np.ndarray) -> Optional[Tuple[slice, ...]]:
-    box = []
-    for axis in range(3):
-        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 def _empty(name: str, label: Optional[int]) -> SegmentStatistics:
@@ -242,21 +110,51 @@ def _empty(name: str, label: Optional[int]) -> SegmentStatistics:
     return SegmentStatistics(name, label, 0, 0.0, nan, nan, nan, nan, nan, nan, None, None, None)
 
 
-def _statistics(suv: np.ndarray, regions: Sequence[_Region], grid: _Grid) -> List[SegmentStatistics]:
+def _describe(region: _Region) -> str:
+    return f"segment {region.name}" + (f" (label {region.label})" if region.label is not None else "")
+
+
+def _finite_suv(suv: np.ndarray, regions: Sequence[_Region], kernel: np.ndarray, pet_name: str) -> np.ndarray:
+    """``suv`` if every voxel is finite; else refuse a NaN or infinite voxel that a statistic reads
+    (inside a segment, or within the SUVpeak sphere of one of its voxels) and zero the others."""
+    finite = np.isfinite(suv)
+    if finite.all():
+        return suv
+    margin = [size // 2 for size in kernel.shape]
+    for region in regions:
+        corner = np.array([s.start for s in region.box])
+        inside = region.mask & ~finite[region.box]
+        where = "inside it"
+        if not inside.any():
+            frame = grow_box(region.box, margin, suv.shape)
+            placed = np.zeros([f.stop - f.start for f in frame], dtype=bool)
+            placed[tuple(slice(b.start - f.start, b.stop - f.start) for b, f in zip(region.box, frame))] = region.mask
+            inside = ndimage.binary_dilation(placed, structure=kernel > 0) & ~finite[frame]
+            corner, where = np.array([f.start for f in frame]), "within the 1 mL SUVpeak sphere of its voxels"
+        if inside.any():
+            first = tuple(int(v) for v in (corner + np.argwhere(inside)[0])[::-1])
+            raise SegAnyPETError(
+                f"{pet_name} has {int(inside.sum())} NaN or infinite voxel(s) {where} of {_describe(region)}, "
+                f"first at voxel (i, j, k) = {first}; its statistics would be NaN"
+            )
+    return np.where(finite, suv, 0.0)  # read by no statistic
+
+
+def _statistics(suv: np.ndarray, regions: Sequence[_Region], grid: VoxelGrid, pet_name: str) -> List[SegmentStatistics]:
     kernel = suv_peak_kernel(grid.spacing)
     margin = [size // 2 for size in kernel.shape]
     filled = [region for region in regions if region.mask.any()]
+    suv = _finite_suv(suv, filled, kernel, pet_name)
     # SUVpeak needs the sphere means at the segment voxels: one convolution over the union of the
     # (margin-grown) boxes, or one per segment when that is less work (segments far apart).
-    grown = {id(region): _box(region.box, margin, suv.shape) for region in filled}
-    union = _union(grown.values()) if filled else None
+    grown = {id(region): grow_box(region.box, margin, suv.shape) for region in filled}
+    union = union_box(grown.values()) if filled else None
     shared = None
-    if filled and _box_volume(union) <= sum(_box_volume(box) for box in grown.values()):
+    if filled and box_volume(union) <= sum(box_volume(box) for box in grown.values()):
         shared = signal.convolve(suv[union], kernel, mode="same", method="auto")
     results = []
     for region in regions:
         if not any(region is other for other in filled):
-            logger.warning("segment %s is empty", region.name)
             results.append(_empty(region.name, region.label))
             continue
         box, mask = region.box, region.mask
@@ -269,7 +167,7 @@ def _statistics(suv: np.ndarray, regions: Sequence[_Region], grid: _Grid) -> Lis
             frame = grown[id(region)]
             sums = signal.convolve(suv[frame], kernel, mode="same", method="auto")
         sums = sums[tuple(slice(b.start - f.start, b.stop - f.start) for b, f in zip(box, frame))]
-        means = np.where(mask, sums / _kernel_coverage(suv.shape, kernel, box), -np.inf)
+        means = np.where(mask, sums / kernel_coverage(suv.shape, kernel, box), -np.inf)
         peak = np.unravel_index(int(np.argmax(means)), mask.shape)
         corner = np.array([s.start for s in box])
         top_zyx, peak_zyx = corner + top, corner + peak
@@ -296,11 +194,23 @@ def _statistics(suv: np.ndarray, regions: Sequence[_Region], grid: _Grid) -> Lis
     return results
 
 
+def check_suv_factor(suv_factor: Any) -> float:
+    """The SUV factor as a float, or one clear error unless it is a positive finite number."""
+    try:
+        factor = float(suv_factor)
+    except (TypeError, ValueError):
+        factor = float("nan")
+    if not (math.isfinite(factor) and factor > 0):
+        raise SegAnyPETError(f"the SUV factor (--suv-factor) must be a positive finite number, got {suv_factor!r}")
+    return factor
+
+
 def _suv_array(suv: np.ndarray, suv_factor: float) -> np.ndarray:
+    factor = check_suv_factor(suv_factor)
     suv = np.asarray(suv)
     if suv.ndim != 3:
         raise SegAnyPETError(f"statistics need a 3D SUV volume (one value per voxel), got shape {suv.shape}")
-    return suv * float(suv_factor) if suv_factor != 1.0 else suv.astype(np.float64, copy=False)
+    return suv * factor if factor != 1.0 else suv.astype(np.float64, copy=False)
 
 
 def segment_statistics(
@@ -311,25 +221,29 @@ def segment_statistics(
     direction: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
     suv_factor: float = 1.0,
     labels: Optional[Mapping[str, int]] = None,
+    *,
+    pet_name: str = "the PET",
 ) -> List[SegmentStatistics]:
     """Statistics of each segment ``name -> mask`` (boolean, (z, y, x) like ``suv``), in mapping order.
 
-    ``suv * suv_factor`` are the SUVs (pass the factor of ``seganypet suv`` for an activity image).
+    ``suv * suv_factor`` are the SUVs (pass the factor of ``seganypet suv`` for an activity image);
+    ``pet_name`` starts the message that refuses a NaN voxel. An empty mask gives an empty row.
     """
     suv = _suv_array(suv, suv_factor)
-    grid = _Grid.make(spacing, origin, direction)
+    grid = VoxelGrid.make(spacing, origin, direction)
     regions = []
     for name, mask in masks.items():
         mask = np.asarray(mask)
         if mask.shape != suv.shape:
             raise SegAnyPETError(f"segment {name}: mask shape {mask.shape} differs from the SUV volume {suv.shape}")
         mask = mask.astype(bool, copy=False)
-        box = _bounding_box(mask)
+        box = bounding_box(mask)
         if box is None:
+            logger.warning("segment %s is empty", name)
             regions.append(_Region(name, (labels or {}).get(name), (slice(0, 0),) * 3, np.zeros((0, 0, 0), bool)))
         else:
             regions.append(_Region(name, (labels or {}).get(name), box, mask[box]))
-    return _statistics(suv, regions, grid)
+    return _statistics(suv, regions, grid, pet_name)
 
 
 def check_same_grid(pet: sitk.Image, seg: sitk.Image) -> None:
@@ -355,21 +269,28 @@ def label_image_statistics(
     seg: sitk.Image,
     names: Optional[Mapping[int, str]] = None,
     suv_factor: float = 1.0,
+    *,
+    pet_name: str = "the PET",
+    seg_name: str = "the segmentation",
 ) -> List[SegmentStatistics]:
     """Statistics of every non-zero label of ``seg`` (on the grid of ``pet``), in label order.
 
-    ``names`` maps label values to segment names; without it the SegAnyPET label names are used
-    where they fit (:data:`SegAnyPETLib.labels.LABELS`), ``label_<value>`` otherwise.
+    ``names`` maps label values to segment names; a label it names that ``seg`` lacks gets an empty
+    row (one warning lists them). Without ``names`` the SegAnyPET label names are used where they
+    fit (:data:`SegAnyPETLib.labels.LABELS`), ``label_<value>`` otherwise. ``pet_name`` and
+    ``seg_name`` (e.g. the files) start the messages that refuse them.
     """
     from .labels import LABELS
 
+    check_volume(pet, pet_name)
+    check_volume(seg, seg_name)
     check_same_grid(pet, seg)
-    if seg.GetNumberOfComponentsPerPixel() != 1 or "float" in seg.GetPixelIDTypeAsString():
-        raise SegAnyPETError(f"the segmentation must be an integer label image, got {seg.GetPixelIDTypeAsString()}")
+    if "float" in seg.GetPixelIDTypeAsString():
+        raise SegAnyPETError(f"{seg_name} must be an integer label image, got {seg.GetPixelIDTypeAsString()}")
     suv = _suv_array(sitk.GetArrayViewFromImage(pet), suv_factor)
     label_array = np.asarray(sitk.GetArrayViewFromImage(seg))
     if label_array.min() < 0:
-        raise SegAnyPETError(f"the segmentation has negative label values ({label_array.min()}); labels are 0 (background) or positive")
+        raise SegAnyPETError(f"{seg_name} has negative label values ({label_array.min()}); labels are 0 (background) or positive")
     boxes = ndimage.find_objects(label_array)
     present = [index + 1 for index, box in enumerate(boxes) if box is not None]
     if names is None:
@@ -378,143 +299,21 @@ def label_image_statistics(
     missing = [value for value in present if value not in names]
     if missing:
         raise SegAnyPETError(
-            f"label values {missing} of the segmentation have no name in the labels file "
+            f"label values {missing} of {seg_name} have no name in the labels file "
             f"(it names {sorted(names)}); add them or fix the segmentation"
         )
-    regions = [_Region(names[value], value, boxes[value - 1], label_array[boxes[value - 1]] == value) for value in present]
-    grid = _Grid.make(pet.GetSpacing(), pet.GetOrigin(), pet.GetDirection())
-    return _statistics(suv, regions, grid)
-
-
-# ----------------------------------------------------------------------------------------- PERCIST
-def _organ_frame(mask: np.ndarray, pad: Sequence[int]) -> Tuple[Tuple[slice, ...], np.ndarray]:
-    box = _bounding_box(mask)
-    frame = _box(box, pad, mask.shape)
-    return frame, mask[frame]
-
-
-def _nearest(points_lps: np.ndarray, target: np.ndarray) -> int:
-    return int(np.argmin(np.sum((points_lps - target) ** 2, axis=1)))
-
-
-def _liver_reference(liver: np.ndarray, grid: _Grid) -> ReferenceRegion:
-    frame, organ = _organ_frame(liver, (1, 1, 1))
-    offset = np.array([s.start for s in frame])
-    depth = ndimage.distance_transform_edt(organ, sampling=grid.spacing_zyx)
-    voxels = np.argwhere(organ)
-    points = grid.lps_of_indices(voxels + offset)
-    right = points[:, 0] <= np.median(points[:, 0])  # LPS x grows to the patient's left
-    voxels, points = voxels[right], points[right]
-    centroid = points.mean(axis=0)
-    fits = depth[tuple(voxels.T)] >= LIVER_SPHERE_RADIUS_MM
-    warnings = []
-    if fits.any():
-        choice = np.flatnonzero(fits)[_nearest(points[fits], centroid)]
-    else:
-        choice = int(np.argmax(depth[tuple(voxels.T)]))
-        warnings.append("the liver has no room for a 3 cm sphere: the sphere at its deepest point is clipped to the liver")
-    centre = voxels[choice] + offset
-    sphere = _ball_or_cylinder(liver.shape, centre, grid, LIVER_SPHERE_RADIUS_MM, None)
-    return ReferenceRegion(
-        name="PERCIST liver reference",
-        mask=sphere & liver,
-        centre_ijk=tuple(int(v) for v in centre[::-1]),
-        centre_lps=grid.lps(centre),
-        description="3 cm diameter sphere in the right liver lobe",
-        threshold_scale=1.5,
-        warnings=warnings,
-    )
-
-
-def _blood_pool_reference(aorta: np.ndarray, grid: _Grid) -> ReferenceRegion:
-    half_slices = int(math.ceil(BLOOD_POOL_HALF_LENGTH_MM / grid.spacing[2] - 1e-9))
-    frame, organ = _organ_frame(aorta, (half_slices + 1, 1, 1))
-    offset = np.array([s.start for s in frame])
-    depth = ndimage.distance_transform_edt(organ, sampling=grid.spacing_zyx)
-    # the cylinder's axis must stay inside along +-10 mm of the slice axis
-    axis_depth = ndimage.minimum_filter1d(depth, size=2 * half_slices + 1, axis=0, mode="constant", cval=0.0)
-    voxels = np.argwhere(organ)
-    points = grid.lps_of_indices(voxels + offset)
-    posterior = points[:, 1] >= points[:, 1].mean()  # LPS y grows to the patient's back
-    voxels, points = voxels[posterior], points[posterior]
-    fits = axis_depth[tuple(voxels.T)] >= BLOOD_POOL_RADIUS_MM
-    warnings = []
-    if fits.any():
-        choice = np.flatnonzero(fits)[_nearest(points[fits], points.mean(axis=0))]
-    else:
-        choice = int(np.argmax(axis_depth[tuple(voxels.T)]))
-        warnings.append("the descending aorta has no room for a 1 x 2 cm cylinder: it is clipped to the aorta")
-    centre = voxels[choice] + offset
-    cylinder = _ball_or_cylinder(aorta.shape, centre, grid, BLOOD_POOL_RADIUS_MM, BLOOD_POOL_HALF_LENGTH_MM)
-    return ReferenceRegion(
-        name="PERCIST blood pool reference",
-        mask=cylinder & aorta,
-        centre_ijk=tuple(int(v) for v in centre[::-1]),
-        centre_lps=grid.lps(centre),
-        description="1 cm diameter x 2 cm cylinder in the descending aorta, along the slice axis",
-        threshold_scale=2.0,
-        warnings=warnings,
-    )
-
-
-def _ball_or_cylinder(shape: Sequence[int], centre: np.ndarray, grid: _Grid, radius: float, half_length: Optional[float]) -> np.ndarray:
-    """Voxels whose centre lies in a ball (``half_length`` None) or a slice-axis cylinder around ``centre``."""
-    reach = max(radius, half_length or 0.0)
-    box = tuple(
-        slice(max(int(c - math.ceil(reach / s)), 0), min(int(c + math.ceil(reach / s)) + 1, n))
-        for c, s, n in zip(centre, grid.spacing_zyx, shape)
-    )
-    z, y, x = np.meshgrid(*[(np.arange(b.start, b.stop) - c) * s for b, c, s in zip(box, centre, grid.spacing_zyx)], indexing="ij")
-    inside = (x**2 + y**2 + z**2 <= radius**2) if half_length is None else (x**2 + y**2 <= radius**2) & (np.abs(z) <= half_length)
-    result = np.zeros(tuple(shape), dtype=bool)
-    result[box] = inside
-    return result
-
-
-def reference_regions(
-    masks: Mapping[str, np.ndarray],
-    spacing: Sequence[float],
-    origin: Sequence[float] = (0.0, 0.0, 0.0),
-    direction: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
-    liver: str = "liver",
-    aorta: str = "aorta",
-) -> List[ReferenceRegion]:
-    """PERCIST reference regions from the ``liver`` and ``aorta`` masks of ``masks`` (the ones present)."""
-    present = {name: np.asarray(masks[name]).astype(bool, copy=False) for name in (liver, aorta) if name in masks}
-    present = {name: mask for name, mask in present.items() if mask.any()}
-    if not present:
-        raise SegAnyPETError(
-            f"PERCIST reference regions need a non-empty segment named {liver!r} or {aorta!r}; found {', '.join(masks) or 'none'}"
-        )
-    grid = _Grid.make(spacing, origin, direction)
-    regions = []
-    if liver in present:
-        regions.append(_liver_reference(present[liver], grid))
-    else:
-        logger.warning("no %s segment: no PERCIST liver reference", liver)
-    if aorta in present:
-        regions.append(_blood_pool_reference(present[aorta], grid))
-    else:
-        logger.warning("no %s segment: no PERCIST blood pool reference", aorta)
-    for region in regions:
-        for warning in region.warnings:
-            logger.warning("%s: %s", region.name, warning)
-    return regions
-
-
-def reference_statistics(
-    suv: np.ndarray,
-    regions: Sequence[ReferenceRegion],
-    spacing: Sequence[float],
-    origin: Sequence[float] = (0.0, 0.0, 0.0),
-    direction: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
-    suv_factor: float = 1.0,
-) -> List[SegmentStatistics]:
-    """Statistics of the reference regions, with their PERCIST threshold (scale x mean + 2 x SD)."""
-    rows = segment_statistics(suv, {r.name: r.mask for r in regions}, spacing, origin, direction, suv_factor)
-    for row, region in zip(rows, regions):
-        row.percist_threshold = region.threshold_scale * row.suv_mean + 2.0 * row.suv_sd
-    return rows
+    absent = sorted(value for value in names if value not in present)
+    if absent:
+        logger.warning("%s lacks %d named label(s), given empty rows: %s", seg_name, len(absent),
+                       ", ".join(f"{names[value]} ({value})" for value in absent))
+    empty = (slice(0, 0),) * 3, np.zeros((0, 0, 0), bool)
+    regions = [
+        _Region(names[value], value, boxes[value - 1], label_array[boxes[value - 1]] == value) if value in present
+        else _Region(names[value], value, *empty)
+        for value in sorted(set(present) | set(absent))
+    ]
+    grid = VoxelGrid.make(pet.GetSpacing(), pet.GetOrigin(), pet.GetDirection())
+    return _statistics(suv, regions, grid, pet_name)
 
 
 # ----------------------------------------------------------------------------------------- output
@@ -553,11 +352,12 @@ def statistics_json(rows: Sequence[SegmentStatistics]) -> Dict[str, Any]:
     }
 
 
-def write_statistics_csv(rows: Sequence[SegmentStatistics], path: str | os.PathLike, overwrite: bool = False) -> None:
-    """Write :func:`statistics_table` atomically (refuses an existing file unless ``overwrite``)."""
-    from .io import write_text
-
-    write_text(path, statistics_table(rows), overwrite)
+def write_statistics_csv(
+    rows: Sequence[SegmentStatistics], path: str | os.PathLike, overwrite: bool = False, inputs: Iterable[str | os.PathLike] = ()
+) -> None:
+    """Write :func:`statistics_table` atomically (refuses an existing file unless ``overwrite``, and
+    any of ``inputs``; see :func:`SegAnyPETLib.io.ensure_writable`)."""
+    write_text(path, statistics_table(rows), overwrite, inputs)
 
 
 # ----------------------------------------------------------------------------------------- bench

@@ -25,27 +25,19 @@ midnight). Dose: RadionuclideTotalDose (0018,1074) in Bq; a value below 1e5 is r
 PatientWeight (0010,1030) in kg; above 1000 it is read as grams. Height: PatientSize (0010,1020) in
 m; above 3 it is read as cm. Every such guess is a warning in the report.
 
-SUV types (``body size`` in the numerator; sex O takes the mean of the male and female formulas):
-    ``bw``        body weight [g]                                          -> g/mL
-    ``lbm``       lean body mass, James with 128 (DICOM LBMJAMES128) [g]:
-                  male 1.10 W - 128 (W/H)^2, female 1.07 W - 148 (W/H)^2 (W kg, H cm) -> g/mL (SUL)
-    ``lbm-janma`` lean body mass, Janmahasatian (DICOM LBMJANMA) [g]:
-                  male 9270 W / (6680 + 216 BMI), female 9270 W / (8780 + 244 BMI)  -> g/mL
-    ``bsa``       body surface area, Du Bois: 0.007184 W^0.425 H^0.725 m^2 [cm2]  -> cm2/mL
-    ``ibw``       ideal body weight, Sugawara 1999 (the IBSI manual's):
-                  male 48.0 + 1.06 (H - 152), female 45.5 + 0.91 (H - 152) [kg] -> g/mL
+SUV types and their body size: :mod:`SegAnyPETLib.body_size` (bw, lbm, lbm-janma, bsa, ibw).
 
 Refused with one :class:`SegAnyPETError` each, naming the option that supplies the value: missing
 or impossible weight (``--weight``), height (``--height``), sex (``--sex``), dose (``--dose``),
 injection time (``--injection-time``), half-life (``--half-life``); unsupported Units; images
 not attenuation corrected (CorrectedImage lacks ATTN) or, with DecayCorrection START/ADMIN, not
-decay corrected (lacks DECY). Folder problems come from :mod:`SegAnyPETLib.dicom_series`.
+decay corrected (lacks DECY); a tag value that is not a number or a date/time (naming the tag and
+the file). Folder problems come from :mod:`SegAnyPETLib.dicom_series`.
 """
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -54,30 +46,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.datadict import tag_for_keyword
-from pydicom.valuerep import DA, DT, TM
 
+from .body_size import BODY_SIZE_TEXT, SUV_TYPE_NAMES, SUV_TYPES, SUV_UNITS, body_size
+from .decay import average_count_time, decay_factor, parse_injection_time
+from .dicom_header import SeriesTags, naive, one_or_all
 from .dicom_series import read_pet_series
 from .errors import SegAnyPETError
 
 logger = logging.getLogger(__name__)
 
-SUV_TYPES: Tuple[str, ...] = ("bw", "lbm", "lbm-janma", "bsa", "ibw")
-SUV_TYPE_NAMES: Dict[str, str] = {
-    "bw": "SUVbw, body weight",
-    "lbm": "SUVlbm (SUL), lean body mass by James with 128 (DICOM LBMJAMES128)",
-    "lbm-janma": "SUVlbm (SUL), lean body mass by Janmahasatian (DICOM LBMJANMA)",
-    "bsa": "SUVbsa, body surface area by Du Bois",
-    "ibw": "SUVibw, ideal body weight by Sugawara",
-}
-SUV_UNITS: Dict[str, str] = {"bw": "g/mL", "lbm": "g/mL", "lbm-janma": "g/mL", "bsa": "cm2/mL", "ibw": "g/mL"}
-_BODY_SIZE_TEXT: Dict[str, str] = {
-    "bw": "weight [g]",
-    "lbm": "lean body mass James-128 [g]",
-    "lbm-janma": "lean body mass Janmahasatian [g]",
-    "bsa": "body surface area Du Bois [cm2]",
-    "ibw": "ideal body weight Sugawara [g]",
-}
 # SUVType (0054,1006) defined terms; plain LBM does not name its formula, James 128 is assumed.
 _HEADER_SUV_TYPES: Dict[str, str] = {
     "BW": "bw", "LBM": "lbm", "LBMJAMES128": "lbm", "LBMJANMA": "lbm-janma", "BSA": "bsa", "IBW": "ibw",
@@ -90,107 +67,6 @@ _PHILIPS_ACTIVITY_FACTOR = (0x7053, 0x1009)
 _GE_SCAN_DATETIME = (0x0009, 0x100D)
 
 
-# ----------------------------------------------------------------------------------------- body size
-def _by_sex(sex: str, male: float, female: float, what: str) -> float:
-    sex = (sex or "").upper()
-    if sex == "M":
-        return male
-    if sex == "F":
-        return female
-    if sex == "O":
-        return (male + female) / 2.0
-    raise SegAnyPETError(f"{what} needs the patient's sex M, F or O, got {sex or 'none'}; pass --sex M|F")
-
-
-def lean_body_mass_james128(weight_kg: float, height_cm: float, sex: str) -> float:
-    """Lean body mass [kg], James with the 128 multiplier (DICOM LBMJAMES128)."""
-    ratio = (weight_kg / height_cm) ** 2
-    return _by_sex(sex, 1.10 * weight_kg - 128.0 * ratio, 1.07 * weight_kg - 148.0 * ratio, "lean body mass")
-
-
-def lean_body_mass_janmahasatian(weight_kg: float, height_cm: float, sex: str) -> float:
-    """Lean body mass [kg], Janmahasatian 2005 (DICOM LBMJANMA)."""
-    bmi = weight_kg / (height_cm / 100.0) ** 2
-    male = 9270.0 * weight_kg / (6680.0 + 216.0 * bmi)
-    female = 9270.0 * weight_kg / (8780.0 + 244.0 * bmi)
-    return _by_sex(sex, male, female, "lean body mass")
-
-
-def body_surface_area_dubois(weight_kg: float, height_cm: float) -> float:
-    """Body surface area [m^2], Du Bois and Du Bois 1916."""
-    return 0.007184 * weight_kg**0.425 * height_cm**0.725
-
-
-def ideal_body_weight(height_cm: float, sex: str) -> float:
-    """Ideal body weight [kg], Sugawara 1999 as in the IBSI SUV manual."""
-    return _by_sex(sex, 48.0 + 1.06 * (height_cm - 152.0), 45.5 + 0.91 * (height_cm - 152.0), "ideal body weight")
-
-
-def body_size(suv_type: str, weight_kg: Optional[float], height_cm: Optional[float] = None, sex: Optional[str] = None) -> float:
-    """The SUV numerator: grams of body weight, lean or ideal mass, or cm^2 of body surface."""
-    if suv_type not in SUV_TYPES:
-        raise SegAnyPETError(f"unknown SUV type {suv_type!r}; choose one of {', '.join(SUV_TYPES)}")
-    if suv_type != "ibw" and not (weight_kg and weight_kg > 0):
-        raise SegAnyPETError(f"SUV{suv_type} needs the patient's weight; pass --weight KG")
-    if suv_type != "bw" and not (height_cm and height_cm > 0):
-        raise SegAnyPETError(f"SUV{suv_type} needs the patient's height; pass --height CM")
-    if suv_type == "bw":
-        return 1000.0 * weight_kg
-    if suv_type == "bsa":
-        return 1e4 * body_surface_area_dubois(weight_kg, height_cm)
-    if suv_type == "lbm":
-        mass = lean_body_mass_james128(weight_kg, height_cm, sex)
-    elif suv_type == "lbm-janma":
-        mass = lean_body_mass_janmahasatian(weight_kg, height_cm, sex)
-    else:
-        mass = ideal_body_weight(height_cm, sex)
-    if mass <= 0:
-        raise SegAnyPETError(
-            f"SUV{suv_type}: the formula gives {mass:.1f} kg for weight {weight_kg} kg, height {height_cm} cm; "
-            "check --weight and --height"
-        )
-    return 1000.0 * mass
-
-
-# ----------------------------------------------------------------------------------------- time
-def decay_factor(elapsed_s: Union[float, np.ndarray], half_life_s: float) -> Union[float, np.ndarray]:
-    """Fraction of the activity left after ``elapsed_s`` seconds."""
-    return np.power(2.0, -np.asarray(elapsed_s, dtype=np.float64) / half_life_s)
-
-
-def average_count_time(frame_duration_s: float, half_life_s: float) -> float:
-    """Seconds after the frame start at which the activity equals its mean over the frame."""
-    if frame_duration_s <= 0:
-        return 0.0
-    decay_in_frame = math.log(2.0) / half_life_s * frame_duration_s
-    return half_life_s / math.log(2.0) * math.log(decay_in_frame / -math.expm1(-decay_in_frame))
-
-
-def parse_injection_time(text: str) -> Union[dt.datetime, dt.time]:
-    """``2025-01-01T10:00[:00]`` (date and time) or ``10:00[:00]`` (time of the scan day)."""
-    text = text.strip()
-    try:
-        match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?", text)
-        if match:
-            seconds = float(match.group(3) or 0.0)
-            return dt.time(int(match.group(1)), int(match.group(2)), int(seconds), round(seconds % 1 * 1e6))
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise SegAnyPETError(
-            f"injection time {text!r}: give an ISO date-time (2025-01-01T10:00:00) or HH:MM[:SS]"
-        ) from None
-
-
-def _one_or_all(values: List[Any]) -> Any:
-    """A per-slice list in the report, or its single value when all slices agree."""
-    return values[0] if len(set(values)) == 1 else values
-
-
-def _naive(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=None) if value.tzinfo else value
-
-
-# ----------------------------------------------------------------------------------------- result
 @dataclass
 class SUVResult:
     """The SUV image on the DICOM grid, its factor(s) and how they were obtained."""
@@ -201,95 +77,16 @@ class SUVResult:
     report: Dict[str, Any] = field(default_factory=dict)
 
 
-def _tag_label(keyword: str) -> str:
-    tag = tag_for_keyword(keyword)
-    return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
-
-
-def _private_label(tag: Tuple[int, int], name: str) -> str:
-    return f"{name} ({tag[0]:04X},{tag[1]:04X})"
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "ignore")
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return "\\".join(str(v) for v in value)
-    return str(value).strip().strip("\x00").strip()
-
-
-class _Header:
-    """Reads the series' tags and records each one it reads, with its value, for the report."""
-
-    def __init__(self, headers: Sequence[pydicom.Dataset], where: str):
-        self.headers = list(headers)
-        self.where = where
-        self.used: Dict[str, Any] = {}
-        sequence = self.headers[0].get("RadiopharmaceuticalInformationSequence")
-        self.radiopharmaceutical = sequence[0] if sequence else pydicom.Dataset()
-
-    def _read(self, dataset: pydicom.Dataset, key: Union[str, Tuple[int, int]], label: str) -> Optional[str]:
-        text = _text(dataset[key].value) if key in dataset else ""
-        if text:
-            self.used[label] = text
-        return text or None
-
-    def get(self, keyword: str) -> Optional[str]:
-        """A series-level tag from the first slice (None when absent or empty)."""
-        return self._read(self.headers[0], keyword, _tag_label(keyword))
-
-    def radiopharmaceutical_get(self, keyword: str) -> Optional[str]:
-        """A tag of the first RadiopharmaceuticalInformationSequence item."""
-        return self._read(self.radiopharmaceutical, keyword, _tag_label(keyword))
-
-    def private(self, tag: Tuple[int, int], name: str) -> Optional[str]:
-        return self._read(self.headers[0], tag, _private_label(tag, name))
-
-    def per_slice(self, keyword: str) -> List[Optional[str]]:
-        """A tag of every slice; recorded once when all slices agree, as the list otherwise."""
-        texts = [_text(ds[keyword].value) if keyword in ds else "" for ds in self.headers]
-        if any(texts):
-            self.used[_tag_label(keyword)] = _one_or_all(texts)
-        return [text or None for text in texts]
-
-    def number(self, text: Optional[str], label: str) -> Optional[float]:
-        if text is None:
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            raise SegAnyPETError(f"{self.where}: {label} is {text!r}, not a number") from None
-
-    def datetime(self, date_text: Optional[str], time_text: Optional[str], label: str) -> Optional[dt.datetime]:
-        if not time_text:
-            return None
-        if not date_text:
-            raise SegAnyPETError(f"{self.where}: {label} has a time but no date")
-        try:
-            date, time = DA(date_text.replace("-", "")), TM(time_text.replace(":", ""))
-        except ValueError as error:
-            raise SegAnyPETError(f"{self.where}: {label} {date_text} {time_text} is not a DICOM date/time ({error})") from None
-        return dt.datetime.combine(date, time)
-
-    def date_time(self, text: Optional[str], label: str) -> Optional[dt.datetime]:
-        if not text:
-            return None
-        try:
-            value = DT(text)
-        except ValueError as error:
-            raise SegAnyPETError(f"{self.where}: {label} {text!r} is not a DICOM date-time ({error})") from None
-        return _naive(value) if value is not None else None
-
-
 class _Conversion:
     """The QIBA / IBSI decision tree for one series; fills ``report`` as it goes."""
 
-    def __init__(self, headers: Sequence[pydicom.Dataset], where: str, suv_type: str, overrides: Dict[str, Any]):
+    def __init__(
+        self, headers: Sequence[pydicom.Dataset], where: str, suv_type: str, overrides: Dict[str, Any],
+        files: Optional[Sequence[os.PathLike]] = None,
+    ):
         if suv_type not in SUV_TYPES:
             raise SegAnyPETError(f"unknown SUV type {suv_type!r}; choose one of {', '.join(SUV_TYPES)}")
-        self.tags = _Header(headers, where)
+        self.tags = SeriesTags(headers, where, files)
         self.where = where
         self.suv_type = suv_type
         self.overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -396,7 +193,7 @@ class _Conversion:
             override = parse_injection_time(override)
         time_only = False
         if isinstance(override, dt.datetime):
-            injection, source = _naive(override), "--injection-time (date and time)"
+            injection, source = naive(override), "--injection-time (date and time)"
         elif isinstance(override, dt.time):
             injection, source = dt.datetime.combine(scan.date(), override), "--injection-time (time of the scan day)"
             time_only = True
@@ -441,8 +238,10 @@ class _Conversion:
             ge = self.tags.date_time(self.tags.private(_GE_SCAN_DATETIME, "GE private scan date-time"), "GE scan date-time")
             if ge is not None:
                 return ge, "GE private scan date-time (0009,100D) (series time is after the acquisition)"
-        frame_reference = self.tags.number(self.tags.per_slice("FrameReferenceTime")[earliest_index], "FrameReferenceTime") or 0.0
-        frame_duration = self.tags.number(self.tags.per_slice("ActualFrameDuration")[earliest_index], "ActualFrameDuration") or 0.0
+        frame_reference = self.tags.number(
+            self.tags.per_slice("FrameReferenceTime")[earliest_index], "FrameReferenceTime", earliest_index) or 0.0
+        frame_duration = self.tags.number(
+            self.tags.per_slice("ActualFrameDuration")[earliest_index], "ActualFrameDuration", earliest_index) or 0.0
         if frame_reference > 0 and frame_duration > 0:
             start = earliest - dt.timedelta(seconds=frame_reference / 1000.0) + dt.timedelta(
                 seconds=average_count_time(frame_duration / 1000.0, half_life)
@@ -479,10 +278,10 @@ class _Conversion:
         injection = self.injection_datetime(min(references))
         elapsed = np.array([(reference - injection).total_seconds() for reference in references])
         decayed = dose * decay_factor(elapsed, half_life)
-        self.values["reference_time"] = _one_or_all([reference.isoformat() for reference in references])
+        self.values["reference_time"] = one_or_all([reference.isoformat() for reference in references])
         self.values["reference_time_source"] = source
-        self.values["decay_time_s"] = _one_or_all(elapsed.tolist())
-        self.values["decayed_dose_bq"] = _one_or_all(decayed.tolist())
+        self.values["decay_time_s"] = one_or_all(elapsed.tolist())
+        self.values["decayed_dose_bq"] = one_or_all(decayed.tolist())
         return decayed
 
     def slice_references(self, half_life: float, corrections: Optional[List[str]]) -> Tuple[List[dt.datetime], str]:
@@ -490,7 +289,8 @@ class _Conversion:
         if corrections is not None and "DECY" in corrections:
             self.warn("DecayCorrection NONE but CorrectedImage lists DECY; DecayCorrection is followed")
         acquisitions = self.acquisition_datetimes()
-        durations = [self.tags.number(v, "ActualFrameDuration") or 0.0 for v in self.tags.per_slice("ActualFrameDuration")]
+        durations = [self.tags.number(v, "ActualFrameDuration", index) or 0.0
+                     for index, v in enumerate(self.tags.per_slice("ActualFrameDuration"))]
         if any(a is None for a in acquisitions) or not all(d > 0 for d in durations):
             raise SegAnyPETError(
                 f"{self.where}: DecayCorrection NONE needs AcquisitionTime and ActualFrameDuration (0018,1242) "
@@ -515,7 +315,7 @@ class _Conversion:
         self.values["units"] = units
         self.tags.per_slice("RescaleSlope"), self.tags.per_slice("RescaleIntercept")  # applied by DicomSeries
         target = self.suv_type
-        numerator = _BODY_SIZE_TEXT[target]
+        numerator = BODY_SIZE_TEXT[target]
         count = len(self.tags.headers)
         if units in ("BQML", "CNTS"):
             corrections = self.corrected_image()
@@ -553,7 +353,7 @@ class _Conversion:
             if stored_type == target:
                 return np.ones(count), f"SUV = pixel [{SUV_UNITS[target]}] (already {SUV_TYPE_NAMES[target]})"
             ratio = self.body_size(target) / self.body_size(stored_type)
-            return np.full(count, ratio), f"SUV = pixel [stored SUV{stored_type}] * {numerator} / {_BODY_SIZE_TEXT[stored_type]}"
+            return np.full(count, ratio), f"SUV = pixel [stored SUV{stored_type}] * {numerator} / {BODY_SIZE_TEXT[stored_type]}"
         raise SegAnyPETError(
             f"{self.where}: Units (0054,1001) {units or 'missing'} not supported; supported: BQML, CNTS (Philips), GML, CM2ML"
         )
@@ -584,17 +384,19 @@ def suv_factors(
     injection_time: Union[None, str, dt.datetime, dt.time] = None,
     half_life_s: Optional[float] = None,
     where: str = "series",
+    files: Optional[Sequence[os.PathLike]] = None,
 ) -> Tuple[np.ndarray, Dict[str, Any]]:
     """Per-slice factors (rescaled pixel -> SUV) for slice headers sorted like the image, and the report.
 
-    The keyword arguments override the header (weight in kg, height in cm, dose in Bq).
+    The keyword arguments override the header (weight in kg, height in cm, dose in Bq); ``files``
+    (the headers' files) name the file of a tag that cannot be read, ``where`` otherwise.
     """
     if not headers:
         raise SegAnyPETError(f"{where}: no slices")
     overrides = dict(
         weight_kg=weight_kg, height_cm=height_cm, sex=sex, dose_bq=dose_bq, injection_time=injection_time, half_life_s=half_life_s
     )
-    conversion = _Conversion(headers, where, suv_type, overrides)
+    conversion = _Conversion(headers, where, suv_type, overrides, files)
     factors, formula = conversion.factors()
     factors = np.asarray(factors, dtype=np.float64)
     if not np.all(np.isfinite(factors)) or np.any(factors <= 0):
@@ -603,7 +405,7 @@ def suv_factors(
         "suv_type": suv_type,
         "suv_type_name": SUV_TYPE_NAMES[suv_type],
         "suv_unit": SUV_UNITS[suv_type],
-        "factor": _one_or_all(factors.tolist()),
+        "factor": one_or_all(factors.tolist()),
         "formula": formula,
         **conversion.values,
         "tags": conversion.tags.used,
@@ -637,6 +439,7 @@ def dicom_to_suv(
         injection_time=injection_time,
         half_life_s=half_life_s,
         where=str(series.folder),
+        files=series.files,
     )
     suv = series.rescaled_pixels() * factors[:, None, None]
     report = {

@@ -177,3 +177,28 @@ def test_models_download_offline_reports_the_problem(tmp_path, monkeypatch, caps
     assert main(["models", "download", "sam-med3d-turbo"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not in the download cache" in err[0]
+
+
+def test_stored_fields_and_non_finite_weights_are_refused_with_the_field_named(tmp_path, tiny_state):
+    model = build_model("tiny")
+    model.load_state_dict(tiny_state)
+    saved = torch.load(save_checkpoint(tmp_path / "good.pt", model), weights_only=True)
+    bad = {
+        "preprocessing has unknown field\\(s\\) flip": lambda d: d["preprocessing"].update(flip=True),
+        "preprocessing.crop_size 128 does not fit the tiny network": lambda d: d["preprocessing"].update(crop_size=128),
+        "preprocessing.crop_size must be a positive whole number": lambda d: d["preprocessing"].update(crop_size=0),
+        "preprocessing.spacing must be three positive finite numbers": lambda d: d["preprocessing"].update(spacing=[1, 0, 1]),
+        "preprocessing.normalization: unknown normalization 'minmax'": lambda d: d["preprocessing"].update(normalization="minmax"),
+        "model_config decoder_depth must be a whole number": lambda d: d["model_config"].update(decoder_depth=2.5),
+        "model_config.prompt_embed_dim 190 is not a multiple of decoder_heads 8": lambda d: d["model_config"].update(prompt_embed_dim=190),
+        "metadata must be a mapping, got str": lambda d: d.update(metadata="notes"),
+        "1 weight tensor\\(s\\) hold NaN or infinite values \\(prompt_encoder.no_mask_embed.weight\\)":
+            lambda d: d["model_state_dict"]["prompt_encoder.no_mask_embed.weight"].fill_(float("-inf")),
+    }
+    for message, change in bad.items():
+        data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()}
+        data["model_state_dict"] = {k: v.clone() for k, v in saved["model_state_dict"].items()}
+        change(data)
+        torch.save(data, tmp_path / "bad.pt")
+        with pytest.raises(SegAnyPETError, match=f"bad\\.pt: {message}"):
+            load_model(tmp_path / "bad.pt", device="cpu")

@@ -212,3 +212,63 @@ def test_non_finite_voxels_survive_reading(tmp_path, suffix):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(read), values)  # NaN where NaN, inf where inf
     assert read.GetSpacing() == image.GetSpacing() and read.GetOrigin() == image.GetOrigin()
     assert np.allclose(read.GetDirection(), image.GetDirection())
+
+
+def test_cut_and_corrupt_images_are_refused(tmp_path):
+    from SegAnyPETLib.io import read_image
+
+    sitk.WriteImage(volume(0), str(tmp_path / "pet.nii.gz"), True)
+    data = (tmp_path / "pet.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) * 6 // 10])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    (tmp_path / "crc.nii.gz").write_bytes(bytes(flipped))
+    sitk.WriteImage(volume(0), str(tmp_path / "pet.nii"))
+    (tmp_path / "cut.nii").write_bytes((tmp_path / "pet.nii").read_bytes()[:-100])
+    with pytest.raises(SegAnyPETError, match="cut.nii.gz ends early: its gzip stream is cut off"):
+        read_image(tmp_path / "cut.nii.gz")
+    with pytest.raises(SegAnyPETError, match="crc.nii.gz fails its gzip check"):
+        read_image(tmp_path / "crc.nii.gz")
+    with pytest.raises(SegAnyPETError, match=r"cut.nii ends early: \d+ of the \d+ bytes its header announces"):
+        read_image(tmp_path / "cut.nii")
+
+
+def test_failed_writes_name_the_cause_and_keep_what_was_there(tmp_path, monkeypatch):
+    """A write that fails (here the rename, as on a full disk) is one error naming the path and the
+    cause; the file that was there is unchanged and no temporary file is left."""
+    import errno
+    import os
+
+    from SegAnyPETLib import io
+
+    target = tmp_path / "stats.csv"
+    target.write_text("earlier results")
+
+    def full_disk(source, destination):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "replace", full_disk)
+    with pytest.raises(SegAnyPETError, match=r"cannot write .*stats\.csv: No space left on device \(ENOSPC\)"):
+        io.write_text(target, "new results", overwrite=True)
+    with pytest.raises(SegAnyPETError, match=r"cannot write .*pet\.nii\.gz: No space left on device"):
+        io.write_image(volume(0), tmp_path / "pet.nii.gz")
+    assert target.read_text() == "earlier results"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.csv"]
+
+
+def test_overwrite_replaces_regular_files_only_and_never_an_input(tmp_path):
+    import os
+
+    from SegAnyPETLib.io import ensure_writable
+
+    source = tmp_path / "pet.nii.gz"
+    source.write_bytes(b"image")
+    os.link(source, tmp_path / "alias.nii.gz")
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(SegAnyPETError, match="alias.nii.gz is an input of this command"):
+        ensure_writable(tmp_path / "alias.nii.gz", overwrite=True, inputs=[source])
+    with pytest.raises(SegAnyPETError, match="fifo.csv is a fifo, not a regular file"):
+        ensure_writable(tmp_path / "fifo.csv", overwrite=True)
+    with pytest.raises(SegAnyPETError, match="unknown image format"):
+        ensure_writable(tmp_path / "mask.png", image=True)
+    assert ensure_writable(tmp_path / "alias.nii.gz", overwrite=True) == tmp_path / "alias.nii.gz"

@@ -13,20 +13,10 @@ import SimpleITK as sitk
 
 from SegAnyPETLib import cli
 from SegAnyPETLib.errors import SegAnyPETError
-from SegAnyPETLib.stats import (
-    COLUMNS,
-    SUVPEAK_RADIUS_MM,
-    SUVPEAK_SUBGRID_MM,
-    SUVPEAK_SUBSAMPLES,
-    benchmark_statistics,
-    geometry_from_ijk_to_ras,
-    label_image_statistics,
-    reference_regions,
-    reference_statistics,
-    segment_statistics,
-    statistics_table,
-    suv_peak_kernel,
-)
+from SegAnyPETLib.percist import reference_regions, reference_statistics
+from SegAnyPETLib.stats import COLUMNS, benchmark_statistics, label_image_statistics, segment_statistics, statistics_table
+from SegAnyPETLib.suv_peak import SUVPEAK_RADIUS_MM, SUVPEAK_SUBGRID_MM, SUVPEAK_SUBSAMPLES, suv_peak_kernel
+from SegAnyPETLib.voxel_grid import geometry_from_ijk_to_ras
 
 DIRECTION = tuple(np.array([[0, 0, 1], [1, 0, 0], [0, 1, 0]], float).ravel())  # a permuted, still right-handed frame
 
@@ -245,3 +235,27 @@ def test_cli_writes_csv_and_json(tmp_path, capsys, only_quantification_commands)
 def test_benchmark_function_runs():
     result = benchmark_statistics(shape=(30, 20, 20), segments=3)
     assert result["segments"] == 3 and result["label_image_s"] > 0 and result["masks_s"] > 0
+
+
+def test_non_finite_voxels_and_impossible_suv_factors_are_refused():
+    suv = np.ones((12, 12, 12))
+    mask = np.zeros_like(suv, dtype=bool)
+    mask[4:7, 4:7, 4:7] = True
+    inside, near, far = suv.copy(), suv.copy(), suv.copy()
+    inside[5, 5, 6], near[5, 5, 8], far[0, 0, 11] = np.nan, np.inf, np.nan
+    with pytest.raises(SegAnyPETError, match=r"1 NaN or infinite voxel\(s\) inside it of segment a, first at voxel \(i, j, k\) = \(6, 5, 5\)"):
+        segment_statistics(inside, {"a": mask}, (4.0, 4.0, 4.0))
+    with pytest.raises(SegAnyPETError, match="within the 1 mL SUVpeak sphere"):
+        segment_statistics(near, {"a": mask}, (4.0, 4.0, 4.0))
+    (row,) = segment_statistics(far, {"a": mask}, (4.0, 4.0, 4.0))  # out of every sphere: read by no statistic
+    assert row.suv_mean == 1.0 and row.suv_peak == pytest.approx(1.0)
+    for factor in (0, -1.0, float("nan"), float("inf"), "x"):
+        with pytest.raises(SegAnyPETError, match="positive finite number"):
+            segment_statistics(suv, {"a": mask}, (4.0, 4.0, 4.0), suv_factor=factor)
+
+
+def test_named_labels_absent_from_the_segmentation_get_empty_rows(caplog):
+    pet, seg = _images(np.ones((8, 8, 8)), np.pad(np.ones((2, 2, 2), np.uint8), 3))
+    rows = label_image_statistics(pet, seg, {1: "liver", 5: "spleen"})
+    assert [(r.segment, r.voxel_count) for r in rows] == [("liver", 8), ("spleen", 0)]
+    assert "lacks 1 named label(s), given empty rows: spleen (5)" in caplog.text

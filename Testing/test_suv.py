@@ -15,16 +15,15 @@ import SimpleITK as sitk
 from pet_dicom_factory import write_pet_series
 from SegAnyPETLib import cli
 from SegAnyPETLib.errors import SegAnyPETError
-from SegAnyPETLib.suv import (
-    average_count_time,
+from SegAnyPETLib.body_size import (
     body_size,
     body_surface_area_dubois,
-    dicom_to_suv,
     ideal_body_weight,
     lean_body_mass_james128,
     lean_body_mass_janmahasatian,
-    parse_injection_time,
 )
+from SegAnyPETLib.decay import average_count_time, parse_injection_time
+from SegAnyPETLib.suv import dicom_to_suv
 
 def _dro_root() -> Path:
     """$SEGANYPET_SUV_DRO, the shared reference data beside the repo, else the copy in Testing/Data.
@@ -248,7 +247,7 @@ def test_cli_end_to_end_on_a_reference_series(tmp_path, capsys, only_quantificat
 
 def test_cli_offers_every_suv_type():
     from SegAnyPETLib.commands.suv import SUV_TYPE_HELP
-    from SegAnyPETLib.suv import SUV_TYPES
+    from SegAnyPETLib.body_size import SUV_TYPES
 
     assert tuple(SUV_TYPE_HELP) == SUV_TYPES
 

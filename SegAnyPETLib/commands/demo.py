@@ -82,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
     write_image(case.image, files["pet.nii.gz"], args.overwrite)
     write_image(case.label, files["ground_truth.nii.gz"], args.overwrite)
     write_image(seg_image, files["segmentation.nii.gz"], args.overwrite)
-    names = {value: name for name, value in LABELS.items()}
-    rows = label_image_statistics(case.image, seg_image, names)
+    rows = label_image_statistics(case.image, seg_image)  # the SegAnyPET names of the labels present
     write_statistics_csv(rows, files["statistics.csv"], args.overwrite)
     save_preview_grid(
         [(case.image, case.label, "ground truth"), (case.image, seg_image, f"{model.source}, {args.clicks} click(s)")],

@@ -31,20 +31,26 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..errors import SegAnyPETError
+    from ..io import cause_of, ensure_writable_folder
     from ..phantom.dataset import write_dataset
     from ..phantom.noisy_labels import DEFAULT_SEVERITY
 
-    summary = write_dataset(
-        args.output,
-        cases=args.cases,
-        seed=args.seed,
-        test_cases=args.test_cases,
-        workers=args.workers,
-        severity=DEFAULT_SEVERITY if args.severity is None else args.severity,
-        preview=args.preview,
-        overwrite=args.overwrite,
-        progress=not getattr(args, "quiet", False),
-    )
+    ensure_writable_folder(args.output)
+    try:
+        summary = write_dataset(
+            args.output,
+            cases=args.cases,
+            seed=args.seed,
+            test_cases=args.test_cases,
+            workers=args.workers,
+            severity=DEFAULT_SEVERITY if args.severity is None else args.severity,
+            preview=args.preview,
+            overwrite=args.overwrite,
+            progress=not getattr(args, "quiet", False),
+        )
+    except OSError as error:
+        raise SegAnyPETError(f"cannot write the dataset {args.output}: {cause_of(error)}") from error
     print(f"wrote {summary['training']} training and {summary['test']} test phantoms to {summary['out']} "
           f"in {summary['seconds']:.1f} s")
     scores = [d for case in summary["cases"] for name, d in case.get("noisy_label_dice", {}).items() if name != "lesion"]

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional, Tuple
 
 DESCRIPTION = """\
 One CSV row per segment of a label image: voxels, volume [mL], SUVmin, SUVmax, SUVmean, SUVsd,
@@ -54,32 +53,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def read_label_names(path: str | os.PathLike) -> Dict[int, str]:
-    """Label value -> name from an nnU-Net dataset.json (v2 ``name: value`` or v1 ``"value": name``)."""
-    from ..errors import SegAnyPETError
-
-    path = Path(path)
-    if not path.is_file():
-        raise SegAnyPETError(f"labels file {path} does not exist")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise SegAnyPETError(f"labels file {path} is not JSON ({error})") from None
-    labels = content.get("labels", content) if isinstance(content, dict) else None
-    if not isinstance(labels, dict) or not labels:
-        raise SegAnyPETError(f"labels file {path} has no 'labels' mapping")
-    names: Dict[int, str] = {}
-    for key, value in labels.items():
-        if isinstance(value, int) and not isinstance(value, bool):  # v2: name -> value
-            names[value] = str(key)
-        elif isinstance(key, str) and key.strip().lstrip("-").isdigit() and isinstance(value, str):  # v1
-            names[int(key)] = value
-        else:
-            raise SegAnyPETError(f"labels file {path}: entry {key!r}: {value!r} is neither name: value nor 'value': name")
-    names.pop(0, None)
-    return names
-
-
 def _print_table(rows) -> None:
     header = f"{'segment':<32} {'voxels':>9} {'volume mL':>10} {'SUVmax':>8} {'SUVmean':>8} {'SUVpeak':>8} {'TLG g':>10}"
     print(header)
@@ -90,30 +63,45 @@ def _print_table(rows) -> None:
         )
 
 
+CSV_SUFFIXES = (".csv", ".txt")
+
+
+def _output_paths(args: argparse.Namespace) -> Tuple[Path, Optional[Path]]:
+    """The CSV and JSON paths, each refused unless its extension is the format written there (so
+    ``-o X.json --json`` cannot write the CSV and then replace it with the JSON)."""
+    from ..errors import SegAnyPETError
+
+    output = Path(args.output)
+    if not output.name.lower().endswith(CSV_SUFFIXES):
+        hint = "; for JSON use --json PATH" if output.name.lower().endswith(".json") else ""
+        raise SegAnyPETError(f"-o {output}: stats writes CSV there, name it .csv{hint}")
+    if args.json is None:
+        return output, None
+    json_path = Path(args.json) if args.json else output.with_suffix(".json")
+    if not json_path.name.lower().endswith(".json"):
+        raise SegAnyPETError(f"--json {json_path}: stats writes JSON there, name it .json")
+    return output, json_path
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     import SimpleITK as sitk
 
     from ..io import ensure_writable, read_image, write_text
-    from ..stats import (
-        SUVPEAK_DEFINITION,
-        label_image_statistics,
-        reference_regions,
-        reference_statistics,
-        statistics_json,
-        statistics_table,
-    )
+    from ..labels import read_label_names
+    from ..percist import reference_regions, reference_statistics
+    from ..stats import SUVPEAK_DEFINITION, check_suv_factor, label_image_statistics, statistics_json, statistics_table
 
-    json_path: Optional[Path] = None
-    if args.json is not None:
-        json_path = Path(args.json) if args.json else Path(args.output).with_suffix(".json")
-    ensure_writable(args.output, args.overwrite)
+    output, json_path = _output_paths(args)
+    inputs = [args.pet, args.seg] + ([args.labels] if args.labels else [])
+    ensure_writable(output, args.overwrite, inputs)
     if json_path is not None:
-        ensure_writable(json_path, args.overwrite)
+        ensure_writable(json_path, args.overwrite, inputs)
+    check_suv_factor(args.suv_factor)
     names = read_label_names(args.labels) if args.labels else None
     pet = read_image(args.pet, "PET")
     seg = read_image(args.seg, "segmentation")
-    rows = label_image_statistics(pet, seg, names, args.suv_factor)
+    rows = label_image_statistics(pet, seg, names, args.suv_factor, pet_name=f"PET {args.pet}", seg_name=f"segmentation {args.seg}")
     references: List = []
     if args.reference_regions:
         labels = sitk.GetArrayViewFromImage(seg)
@@ -126,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_table(rows)
     print(SUVPEAK_DEFINITION)
-    write_text(args.output, statistics_table(rows), args.overwrite)
-    print(f"wrote {args.output}")
+    write_text(output, statistics_table(rows), args.overwrite, inputs)
+    print(f"wrote {output}")
     if json_path is not None:
         content = statistics_json(rows)
         content["pet"], content["segmentation"], content["suv_factor"] = str(args.pet), str(args.seg), args.suv_factor
@@ -142,6 +130,6 @@ def run(args: argparse.Namespace) -> int:
             }
             for region in references
         ]
-        write_text(json_path, json.dumps(content, indent=2) + "\n", args.overwrite)
+        write_text(json_path, json.dumps(content, indent=2) + "\n", args.overwrite, inputs)
         print(f"wrote {json_path}")
     return 0

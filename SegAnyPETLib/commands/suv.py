@@ -19,7 +19,7 @@ example:
 """
 
 
-# The names of SegAnyPETLib.suv.SUV_TYPES, here so that building the parser imports nothing heavy.
+# The names of SegAnyPETLib.body_size.SUV_TYPES, here so that building the parser imports nothing heavy.
 SUV_TYPE_HELP = {
     "bw": "body weight (default)",
     "lbm": "lean body mass, James 128 (SUL, DICOM LBMJAMES128)",
@@ -117,12 +117,22 @@ def report_lines(report: dict) -> List[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
+    from ..errors import SegAnyPETError
     from ..io import ensure_writable, write_image, write_text
     from ..suv import dicom_to_suv
 
-    ensure_writable(args.output, args.overwrite)
+    for option in ("weight", "height", "dose", "half_life"):
+        value = getattr(args, option)
+        if value is not None and not math.isfinite(value):
+            raise SegAnyPETError(f"--{option.replace('_', '-')} must be a finite number, got {value}")
+    inputs = [args.dicom_dir]
+    ensure_writable(args.output, args.overwrite, inputs, image=True)
     if args.json:
-        ensure_writable(args.json, args.overwrite)
+        if not args.json.lower().endswith(".json"):
+            raise SegAnyPETError(f"--json {args.json}: the report is JSON, name it .json")
+        ensure_writable(args.json, args.overwrite, inputs)
     result = dicom_to_suv(
         args.dicom_dir,
         args.suv_type,
@@ -135,11 +145,11 @@ def run(args: argparse.Namespace) -> int:
         series_uid=args.series,
     )
     print("\n".join(report_lines(result.report)))
-    write_image(result.image, args.output, args.overwrite)
+    write_image(result.image, args.output, args.overwrite, inputs)
     size = " x ".join(str(v) for v in result.image.GetSize())
     spacing = " x ".join(f"{v:g}" for v in result.image.GetSpacing())
     print(f"wrote {args.output} ({size} voxels of {spacing} mm)")
     if args.json:
-        write_text(args.json, json.dumps(result.report, indent=2) + "\n", args.overwrite)
+        write_text(args.json, json.dumps(result.report, indent=2) + "\n", args.overwrite, inputs)
         print(f"wrote {args.json}")
     return 0
