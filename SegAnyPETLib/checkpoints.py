@@ -20,6 +20,7 @@ import torch
 
 from .device import resolve_device
 from .errors import SegAnyPETError
+from .inference.config import SessionConfig, config_from_dict, preset
 from .io import atomic_path
 from .model import ARCHITECTURES, ModelConfig, Sam3D, build_model
 from .preprocessing import PreprocessConfig
@@ -40,6 +41,7 @@ class RegistryEntry:
     filename: str = ""
     sha256: Optional[str] = None  # verified after download / before loading when known
     size_mb: Optional[float] = None
+    preset: str = "official"  # inference preset when the checkpoint stores none (SegAnyPETLib.inference.config)
 
 
 REGISTRY: Dict[str, RegistryEntry] = {
@@ -49,6 +51,7 @@ REGISTRY: Dict[str, RegistryEntry] = {
             "demo",
             "bundled tiny model trained on synthetic PET phantoms (offline, CPU friendly)",
             filename=BUNDLED_FILE,
+            preset="bundled",
         ),
         RegistryEntry(
             "seganypet-v1",
@@ -275,27 +278,61 @@ def _describe_mismatch(model: Sam3D, state: Mapping[str, torch.Tensor], path) ->
 
 
 def model_from_checkpoint(data: Mapping[str, Any], path: Union[str, Path] = "checkpoint") -> Sam3D:
-    """Build the network described by (or inferred from) a checkpoint and load its weights strictly."""
+    """Build the network described by (or inferred from) a checkpoint and load its weights strictly.
+
+    Refused with one error naming the file: weights that are NaN or infinite (a diverged run) and
+    any stored field (``model_config``, ``preprocessing``, ``metadata``, ``mask_threshold``) that is
+    malformed, naming the field.
+    """
     state = extract_state_dict(data, path)
+    refuse_non_finite(state, path)
     try:
-        if isinstance(data.get("model_config"), Mapping):
-            config = ModelConfig.from_dict(dict(data["model_config"]))
-        else:
-            config = infer_architecture(state)
+        config = ModelConfig.from_dict(data["model_config"]) if "model_config" in data else infer_architecture(state)
         model = build_model(config)
     except SegAnyPETError as error:  # an architecture this version cannot build
         raise SegAnyPETError(f"{path}: {error}") from error
+    except (RuntimeError, ValueError, TypeError, MemoryError) as error:  # torch cannot build what model_config says
+        raise SegAnyPETError(f"{path}: model_config describes a network this version cannot build ({error})") from error
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise SegAnyPETError(_describe_mismatch(model, state, path)) from error
-    if isinstance(data.get("preprocessing"), Mapping):
-        model.preprocessing = PreprocessConfig.from_dict(dict(data["preprocessing"]))
-    if isinstance(data.get("metadata"), Mapping):
+    _set_stored_fields(model, data, path)
+    if "inference" in data:
+        model.inference = config_from_dict(data["inference"], str(path))
+    return model
+
+
+def refuse_non_finite(state: Mapping[str, torch.Tensor], path: Union[str, Path] = "checkpoint") -> None:
+    """One clear error when a weight is NaN or infinite: the run that wrote them diverged."""
+    bad = [key for key, value in state.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        listing = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise SegAnyPETError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values ({listing}): the training run "
+            "diverged; use an earlier checkpoint"
+        )
+
+
+def _set_stored_fields(model: Sam3D, data: Mapping[str, Any], path: Union[str, Path]) -> None:
+    """Check the checkpoint's preprocessing, metadata and mask threshold and set them on ``model``."""
+    if "preprocessing" in data:
+        try:
+            preprocessing = PreprocessConfig.from_dict(data["preprocessing"])
+        except SegAnyPETError as error:
+            raise SegAnyPETError(f"{path}: {error}") from error
+        if preprocessing.crop_size != model.config.img_size:
+            raise SegAnyPETError(
+                f"{path}: preprocessing.crop_size {preprocessing.crop_size} does not fit the {model.config.name} "
+                f"network, whose input is {model.config.img_size} voxels a side"
+            )
+        model.preprocessing = preprocessing
+    if "metadata" in data:
+        if not isinstance(data["metadata"], Mapping):
+            raise SegAnyPETError(f"{path}: metadata must be a mapping, got {type(data['metadata']).__name__}")
         model.metadata = dict(data["metadata"])
     if "mask_threshold" in data:
         model.mask_threshold = check_mask_threshold(data["mask_threshold"], f"{path}: mask_threshold")
-    return model
 
 
 def check_mask_threshold(value: Any, what: str = "mask threshold") -> float:
@@ -328,6 +365,8 @@ def load_model(source: Union[str, Path] = "auto", device: str = "auto") -> Sam3D
     name, path = checkpoint_file(source)
     model = model_from_checkpoint(read_checkpoint(path), path)
     model.source = name
+    if model.inference is None and name in REGISTRY:
+        model.inference = preset(REGISTRY[name].preset)
     logger.info("loaded %s (%s, %s)", name, model.config.name, path)
     return model.to(resolve_device(device)).eval()
 
@@ -352,6 +391,7 @@ def save_checkpoint(
         "preprocessing": (preprocessing or model.preprocessing).to_dict(),
         "metadata": dict(metadata or {}),
         "mask_threshold": float(model.mask_threshold),
+        "inference": (model.inference or SessionConfig()).to_dict(),
         "model_state_dict": {k: v.detach().cpu() for k, v in state.items()},
     }
     payload.update(extra or {})

@@ -7,3 +7,7 @@ one line and exits with status 2, the Slicer module shows it in a message box.
 
 class SegAnyPETError(ValueError):
     """Bad input: wrong or corrupt file, impossible value, click outside the volume, ..."""
+
+
+class Cancelled(Exception):
+    """The user cancelled a running computation (an image encoder, a download); nothing changed."""

@@ -37,12 +37,32 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "PreprocessConfig":
+        """The config stored in a checkpoint; one error naming the field for an unknown field,
+        a spacing that is not three positive finite numbers, a crop size that is not a positive
+        whole number and an unknown normalization."""
+        from collections.abc import Mapping
+
+        if not isinstance(values, Mapping):
+            raise SegAnyPETError(f"preprocessing must be a mapping of field: value, got {type(values).__name__}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(key) for key in values if key not in known)
+        if unknown:
+            raise SegAnyPETError(f"preprocessing has unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
         values = dict(values)
         if "spacing" in values:
-            values["spacing"] = tuple(float(s) for s in values["spacing"])
+            spacing = values["spacing"]
+            try:
+                values["spacing"] = tuple(float(s) for s in spacing)
+            except (TypeError, ValueError):
+                values["spacing"] = ()
+            if len(values["spacing"]) != 3 or not all(np.isfinite(s) and s > 0 for s in values["spacing"]):
+                raise SegAnyPETError(f"preprocessing.spacing must be three positive finite numbers (mm), got {spacing!r}")
+        crop_size = values.get("crop_size", cls.crop_size)
+        if not isinstance(crop_size, int) or isinstance(crop_size, bool) or crop_size < 1:
+            raise SegAnyPETError(f"preprocessing.crop_size must be a positive whole number of voxels, got {crop_size!r}")
         config = cls(**values)
         if config.normalization != "zscore_positive":
-            raise SegAnyPETError(f"unknown normalization {config.normalization!r} in checkpoint")
+            raise SegAnyPETError(f"preprocessing.normalization: unknown normalization {config.normalization!r}; known: zscore_positive")
         return config
 
 
@@ -74,15 +94,18 @@ def as_image(
 def validate_pet(image: sitk.Image, name: str = "image") -> np.ndarray:
     """Check that ``image`` can be a PET volume; return its (z, y, x) float32 array.
 
-    Refuses 2D and 4D images, empty, NaN/inf, constant, CT-like (Hounsfield units) and label-like
-    images, each with one message naming the problem.
+    Refuses 2D, 4D and vector images, empty, NaN/inf, constant, CT-like (Hounsfield units) and
+    label-like images, and values no PET in SUV or Bq/mL holds (a maximum below 1e-6 or above 1e9),
+    each with one message naming the problem; warns about a maximum below 0.01 or above 1e7
+    (other units, or an unusual scaling), naming the range found.
     """
-    if image.GetDimension() == 4:
-        raise SegAnyPETError(f"{name} is 4D (size {image.GetSize()}); pick one frame of the dynamic series")
-    if image.GetDimension() != 3:
-        raise SegAnyPETError(f"{name} is {image.GetDimension()}D; a 3D PET volume is needed")
-    if image.GetNumberOfComponentsPerPixel() != 1:
-        raise SegAnyPETError(f"{name} has {image.GetNumberOfComponentsPerPixel()} components per voxel; PET has one")
+    import logging
+
+    from .io import check_volume
+
+    lowest_peak, highest_value = 1e-6, 1e9  # SUV maxima are ~1-100, Bq/mL ones ~1e3-1e6
+    usual_peak, usual_value = 1e-2, 1e7
+    check_volume(image, name)
     if min(image.GetSize()) < 2:
         raise SegAnyPETError(f"{name} is empty or flat (size {image.GetSize()})")
     array = sitk.GetArrayViewFromImage(image).astype(np.float32)
@@ -94,6 +117,17 @@ def validate_pet(image: sitk.Image, name: str = "image") -> np.ndarray:
         raise SegAnyPETError(f"{name} is constant (every voxel is {low:g}); nothing to segment")
     if high <= 0:
         raise SegAnyPETError(f"{name} has no positive voxel; PET activity or SUV must be positive")
+    found = f"values from {low:.3g} to {high:.3g}"
+    if high < lowest_peak or max(high, -low) > highest_value:
+        raise SegAnyPETError(
+            f"{name} has {found}, which no PET volume in SUV or Bq/mL holds (its maximum lies between "
+            f"{lowest_peak:g} and {highest_value:g}); check the image's units and scaling"
+        )
+    if high < usual_peak or max(high, -low) > usual_value:
+        logging.getLogger(__name__).warning(
+            "%s has %s, unusual for a PET volume in SUV or Bq/mL (maximum usually %g to %g); check its units",
+            name, found, usual_peak, usual_value,
+        )
     if low < -500 and np.mean(array < -100) > 0.05:
         raise SegAnyPETError(
             f"{name} looks like CT (values down to {low:g}, HU-like background); load the PET volume"
@@ -126,6 +160,17 @@ class CropGrid:
                 else:
                     center_ras[axis] = (low[axis] + high[axis]) / 2.0
         origin = RAS_DIRECTION @ (center_ras - half_extent)
+        return cls(tuple(float(v) for v in origin), tuple(float(s) for s in spacing), int(config.crop_size))
+
+    @classmethod
+    def at_click(cls, point: Sequence[float], config: PreprocessConfig, image: sitk.Image) -> "CropGrid":
+        """The official crop: voxels of the model's lattice over ``image`` (anchored at the image's
+        voxel centre lowest in R, A and S), with the lattice voxel nearest to ``point`` (LPS mm) at
+        index ``size // 2`` on each axis; it may reach beyond the image (zeros there)."""
+        spacing = np.asarray(config.spacing, dtype=float)
+        low, _ = image_bounds_ras(image)
+        snapped = low + np.rint((RAS_DIRECTION.T @ np.asarray(point, dtype=float) - low) / spacing) * spacing
+        origin = RAS_DIRECTION @ (snapped - spacing * (config.crop_size // 2))
         return cls(tuple(float(v) for v in origin), tuple(float(s) for s in spacing), int(config.crop_size))
 
     @property
@@ -173,18 +218,50 @@ def image_bounds_ras(image: sitk.Image) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def zscore_positive(crop: np.ndarray) -> np.ndarray:
-    """Z-score with the mean and std of the voxels > 0 (official; scale-invariant: SUV or Bq/mL)."""
-    positive = crop[crop > 0]
+    """Z-score with the mean and std of the voxels > 0 (official; scale-invariant: SUV or Bq/mL).
+
+    The std is the sample std (n - 1), as torchio's ``ZNormalization`` in the official pipelines.
+    """
+    positive = crop[crop > 0].astype(np.float64)
     if positive.size < 2:
         return np.zeros_like(crop, dtype=np.float32)
-    std = float(positive.std())
-    return ((crop - float(positive.mean())) / (std if std > 0 else 1.0)).astype(np.float32)
+    std = float(positive.std(ddof=1))
+    return ((crop.astype(np.float64) - positive.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
 
 
 def resample_crop(image: sitk.Image, grid: CropGrid) -> np.ndarray:
-    """Resample ``image`` into the crop grid (linear, 0 outside the image): (i, j, k) float32."""
+    """Resample ``image`` into the crop grid (linear, 0 outside the image): (i, j, k) float32.
+
+    Where the crop's voxels are voxels of the image (an image on the model's grid), they are copied,
+    without interpolation.
+    """
+    lattice = _image_indices(grid, image)
+    if lattice is not None:
+        axes, indices = lattice
+        array = sitk.GetArrayViewFromImage(image).transpose(axes)
+        inside = [(i >= 0) & (i < n) for i, n in zip(indices, array.shape)]
+        crop = np.zeros((grid.size,) * 3, dtype=np.float32)
+        crop[np.ix_(*inside)] = array[np.ix_(*[i[v] for i, v in zip(indices, inside)])]
+        return crop
     resampled = sitk.Resample(image, grid.reference(), sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return sitk.GetArrayFromImage(resampled).transpose(2, 1, 0)
+
+
+def _image_indices(grid: CropGrid, image: sitk.Image) -> Optional[Tuple[Tuple[int, int, int], list]]:
+    """Where every crop voxel is an image voxel: the numpy (z, y, x) axis of each crop axis (i, j, k)
+    and the image indices along it; else None."""
+    to_index = np.linalg.inv(np.asarray(image.GetDirection(), float).reshape(3, 3) * np.asarray(image.GetSpacing(), float))
+    steps = to_index @ RAS_DIRECTION * np.asarray(grid.spacing)  # image index per crop index, (x, y, z) x (i, j, k)
+    corner = to_index @ (np.asarray(grid.origin) - np.asarray(image.GetOrigin(), float))
+    if not (np.allclose(steps, np.rint(steps), atol=1e-6) and np.allclose(corner, np.rint(corner), atol=1e-4)):
+        return None
+    steps, corner = np.rint(steps).astype(int), np.rint(corner).astype(int)
+    if sorted(np.abs(steps).sum(axis=0).tolist()) != [1, 1, 1] or sorted(np.abs(steps).sum(axis=1).tolist()) != [1, 1, 1]:
+        return None
+    image_axis = [int(np.flatnonzero(steps[:, a])[0]) for a in range(3)]
+    axes = tuple(2 - axis for axis in image_axis)
+    indices = [corner[axis] + steps[axis, a] * np.arange(grid.size) for a, axis in enumerate(image_axis)]
+    return axes, indices
 
 
 def extract_crop(image: sitk.Image, grid: CropGrid) -> np.ndarray:
@@ -228,24 +305,34 @@ def crop_coordinates(grid: CropGrid, image: sitk.Image, region: Tuple[slice, sli
 
 
 class CropToImage:
-    """Crop values (i, j, k) on an image region, interpolated trilinearly (as ITK's linear resampler).
+    """Crop values (i, j, k) on an image region: trilinear (as ITK's linear resampler) or nearest
+    neighbour (``mode="nearest"``, the official paste-back).
 
-    The coordinates are computed once per crop, so a click's paste-back is one ``grid_sample``.
-    A voxel belongs to the crop where its nearest crop voxel does (within half a crop voxel of the
-    crop's outer voxel centres, values clamped there); elsewhere it gets ``default``.
+    The coordinates are computed once per crop, so a click's paste-back is one ``grid_sample`` or one
+    lookup. A voxel belongs to the crop where its nearest crop voxel does (within half a crop voxel of
+    the crop's outer voxel centres, values clamped there); elsewhere it gets ``default``.
     """
 
-    def __init__(self, grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice]) -> None:
+    def __init__(self, grid: CropGrid, image: sitk.Image, region: Tuple[slice, slice, slice],
+                 mode: str = "trilinear") -> None:
         index = crop_coordinates(grid, image, region)
         self.inside = np.all((index >= -0.5) & (index < grid.size - 0.5), axis=-1)
-        # grid_sample reads (x, y, z) = (k, j, i) of a (i, j, k) volume, -1..1 between the outer centres
-        self._grid = torch.from_numpy(index[..., ::-1] * np.float32(2 / (grid.size - 1)) - 1)[None]
+        self.mode = mode
+        if mode == "nearest":
+            nearest = np.clip(np.floor(index + 0.5), 0, grid.size - 1).astype(np.int64)
+            self._flat = (nearest[..., 0] * grid.size + nearest[..., 1]) * grid.size + nearest[..., 2]
+        else:
+            # grid_sample reads (x, y, z) = (k, j, i) of a (i, j, k) volume, -1..1 between the outer centres
+            self._grid = torch.from_numpy(index[..., ::-1] * np.float32(2 / (grid.size - 1)) - 1)[None]
 
     def __call__(self, values: np.ndarray, default: float = 0.0) -> np.ndarray:
         """``values`` (i, j, k) of the crop on the region: (z, y, x) float32."""
-        volume = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
-        with torch.inference_mode():
-            out = F.grid_sample(volume, self._grid, mode="bilinear", padding_mode="border", align_corners=True)
-        out = out[0, 0].numpy()
+        if self.mode == "nearest":
+            out = np.ascontiguousarray(values, dtype=np.float32).ravel()[self._flat]
+        else:
+            volume = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))[None, None]
+            with torch.inference_mode():
+                out = F.grid_sample(volume, self._grid, mode="bilinear", padding_mode="border", align_corners=True)
+            out = out[0, 0].numpy()
         out[~self.inside] = default
         return out

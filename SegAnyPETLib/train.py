@@ -6,16 +6,18 @@
 ``RUN/last.pt`` (full training state, written atomically; also loadable as a model),
 ``RUN/best.pt`` (best validation Dice at one click, over ``val_targets`` when set),
 ``RUN/metrics.csv`` (one row per step), ``RUN/validation.csv`` and ``RUN/config.yaml``.
-``--resume`` continues exactly from ``last.pt``.
+``--resume`` continues exactly from ``last.pt``. SIGINT (Ctrl-C) and SIGTERM end the run after the
+current step with ``last.pt`` saved (exit status 128 + the signal); temporary files of a run killed
+while writing are removed when it starts again.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -31,9 +33,6 @@ from .model import ARCHITECTURES
 
 logger = logging.getLogger(__name__)
 
-VALIDATION_COLUMNS = ("step", "dice_1_click", "dice_1_click_val_targets")
-
-METRIC_COLUMNS = ("step", "epoch", "lr", "loss", "loss_hq", "loss_cps", "loss_lq", "lambda", "seconds")
 DEFAULT_SPACING = {"vit_b_ori": (1.5, 1.5, 1.5), "small": (1.5, 1.5, 1.5), "tiny": (4.0, 4.0, 4.0), "tiny_conv": (4.0, 4.0, 4.0), "tiny_conv_clicks": (4.0, 4.0, 4.0)}
 
 
@@ -147,11 +146,14 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
     """Train (or resume) and return the run folder."""
     from tqdm import tqdm
 
-    from .checkpoints import load_model, model_from_checkpoint, read_checkpoint, save_checkpoint
-    from .io import write_text
+    from .checkpoints import load_model, save_checkpoint
+    from .io import cause_of, ensure_writable_folder, remove_stale_temporaries, write_text
     from .model import build_model
     from .preprocessing import PreprocessConfig
+    from .training.interrupt import StopOnSignal, TrainingInterrupted
     from .training.losses import rampup_weight
+    from .training.records import VALIDATION_COLUMNS, append_metrics, append_row, plot_curves, truncate_rows
+    from .training.state import load_training_state, save_training_state
     from .training.step import InteractiveTrainingStep
 
     rank, world, local_rank = _distributed()
@@ -159,11 +161,16 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
     run = Path(out)
     last_path = run / "last.pt"
     if rank == 0:
+        ensure_writable_folder(run)
         if run.exists() and any(run.iterdir()) and not resume and not overwrite:
             raise SegAnyPETError(f"run folder {run} is not empty; pass --resume to continue or --overwrite to start again")
         if resume and not last_path.exists():
             raise SegAnyPETError(f"nothing to resume: {last_path} does not exist")
-        run.mkdir(parents=True, exist_ok=True)
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SegAnyPETError(f"cannot create the run folder {run}: {cause_of(error)}") from error
+        remove_stale_temporaries(run)  # of a run killed while writing a checkpoint
 
     # Network and its input geometry (the same initial weights on every rank and every run).
     torch.manual_seed(config.seed)
@@ -199,18 +206,12 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
 
     start_step, best = 0, -1.0
     if resume:
-        state = read_checkpoint(last_path)
-        model.load_state_dict(state["model_state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_step, best = int(state["step"]), float(state["best_dice"])
+        start_step, best = load_training_state(last_path, model, optimizer, scheduler, scaler)
         if rank == 0:
             logger.info("resuming %s at step %d of %d", run, start_step, total)
     if rank == 0:
         write_text(run / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False), overwrite=True)
-        _truncate_metrics(run / "metrics.csv", start_step)
+        truncate_rows(run, start_step)
 
     wrapped = step_module
     if world > 1:
@@ -228,65 +229,65 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
     rampup_steps = config.rampup_steps or total
 
     def save_state(step: int) -> None:
-        extra = {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "step": step,
-            "best_dice": best,
-            "train_config": config.to_dict(),
-        }
-        save_checkpoint(last_path, model, metadata=_metadata(config, step), extra=extra)
+        save_training_state(last_path, model, optimizer, scheduler, scaler, step, best, config.to_dict(), _metadata(config, step))
 
     bar = tqdm(total=total, initial=start_step, desc="train", unit="step", disable=not progress or rank != 0)
     started = time.perf_counter()
     step = start_step
     try:
-        for step in range(start_step, total):
-            lam = rampup_weight(step, rampup_steps, config.w_max, config.rampup)
-            optimizer.zero_grad(set_to_none=True)
-            sums: Dict[str, float] = {}
-            for micro in range(config.accumulation):
-                hq_batch = _to(next(hq_batches), device)
-                lq_batch = _to(next(lq_batches), device) if lq_batches is not None else None
-                sync = contextlib.nullcontext() if world == 1 or micro == config.accumulation - 1 else wrapped.no_sync()
-                with sync:
-                    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                        losses = wrapped(hq_batch, lq_batch, lam, (config.seed, rank, step, micro))
-                    scaler.scale(losses["loss"] / config.accumulation).backward()
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach()) / config.accumulation
-            if config.clip_grad:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            sums = _average_across_ranks(sums, device, world)
-            done = step + 1
-            if rank == 0:
-                _append_metrics(run / "metrics.csv", {
-                    "step": done, "epoch": done / steps_per_epoch, "lr": optimizer.param_groups[0]["lr"],
-                    "lambda": lam, "seconds": time.perf_counter() - started, **sums,
-                })
-                bar.set_postfix(loss=f"{sums['loss']:.3f}", hq=f"{sums['loss_hq']:.3f}")
-                bar.update(1)
-            if validation and (done % val_every == 0 or done == total):
-                dice, selection = _validate(model, validation, targets, config, device, rank, world)
+        with StopOnSignal() as stop:
+            for step in range(start_step, total):
+                lam = rampup_weight(step, rampup_steps, config.w_max, config.rampup)
+                optimizer.zero_grad(set_to_none=True)
+                sums: Dict[str, float] = {}
+                for micro in range(config.accumulation):
+                    hq_batch = _to(next(hq_batches), device)
+                    lq_batch = _to(next(lq_batches), device) if lq_batches is not None else None
+                    sync = contextlib.nullcontext() if world == 1 or micro == config.accumulation - 1 else wrapped.no_sync()
+                    with sync:
+                        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                            losses = wrapped(hq_batch, lq_batch, lam, (config.seed, rank, step, micro))
+                        scaler.scale(losses["loss"] / config.accumulation).backward()
+                    for key, value in losses.items():
+                        sums[key] = sums.get(key, 0.0) + float(value.detach()) / config.accumulation
+                if config.clip_grad:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                sums = _average_across_ranks(sums, device, world)
+                done = step + 1
                 if rank == 0:
-                    _append_row(run / "validation.csv", VALIDATION_COLUMNS,
-                                {"step": done, "dice_1_click": dice, "dice_1_click_val_targets": selection})
-                    if selection > best:
-                        best = selection
-                        save_checkpoint(run / "best.pt", model, metadata={
-                            **_metadata(config, done), "val_dice_1_click": dice, "val_dice_1_click_val_targets": selection})
-                    logger.info("step %d: validation Dice at one click %.4f, %.4f on val_targets (best %.4f)",
-                                done, dice, selection, best)
-                model.train()
-            if rank == 0 and (done % checkpoint_every == 0 or done == total):
-                save_state(done)
-                plot_curves(run)
+                    append_metrics(run / "metrics.csv", {
+                        "step": done, "epoch": done / steps_per_epoch, "lr": optimizer.param_groups[0]["lr"],
+                        "lambda": lam, "seconds": time.perf_counter() - started, **sums,
+                    })
+                    bar.set_postfix(loss=f"{sums['loss']:.3f}", hq=f"{sums['loss_hq']:.3f}")
+                    bar.update(1)
+                if validation and (done % val_every == 0 or done == total):
+                    dice, selection = _validate(model, validation, targets, config, device, rank, world)
+                    if rank == 0:
+                        append_row(run / "validation.csv", VALIDATION_COLUMNS,
+                                    {"step": done, "dice_1_click": dice, "dice_1_click_val_targets": selection})
+                        if selection > best:
+                            best = selection
+                            save_checkpoint(run / "best.pt", model, metadata={
+                                **_metadata(config, done), "val_dice_1_click": dice, "val_dice_1_click_val_targets": selection})
+                        logger.info("step %d: validation Dice at one click %.4f, %.4f on val_targets (best %.4f)",
+                                    done, dice, selection, best)
+                    model.train()
+                if rank == 0 and (done % checkpoint_every == 0 or done == total):
+                    save_state(done)
+                    plot_curves(run)
+                if done < total and _stop_requested(stop, device, world):
+                    if rank == 0 and done % checkpoint_every:
+                        save_state(done)
+                        logger.warning("stopped by %s after step %d: %s holds it; continue with --resume",
+                                       signal.Signals(stop.signum or signal.SIGTERM).name, done, last_path)
+                    raise TrainingInterrupted(stop.signum or signal.SIGTERM, done)
+    except TrainingInterrupted:
+        raise
     except KeyboardInterrupt:
         if rank == 0:
             logger.warning("interrupted: RUN/last.pt holds the last completed checkpoint; continue with --resume")
@@ -300,6 +301,15 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
     return run
 
 
+def _stop_requested(stop, device, world: int) -> bool:
+    """Whether a signal asked any rank to stop (all ranks agree, so all stop after the same step)."""
+    if world == 1:
+        return stop.signum is not None
+    flag = torch.tensor([0.0 if stop.signum is None else 1.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def _check_ranks_in_sync(model, device, world: int) -> None:
     """DDP keeps every replica identical; refuse to finish quietly if it did not."""
     checksum = torch.tensor([sum(float(p.detach().double().sum()) for p in model.parameters())], device=device, dtype=torch.float64)
@@ -310,46 +320,6 @@ def _check_ranks_in_sync(model, device, world: int) -> None:
         raise RuntimeError(f"model replicas diverged across ranks (parameter sums {values})")
     logger.info("%d ranks finished with identical weights", world)
     dist.barrier()  # no rank tears the process group down while another still talks to it
-
-
-def plot_curves(run: Path) -> Path:
-    """``RUN/curves.png``: the losses, lambda and the validation Dice over the steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    from .io import atomic_path
-
-    with open(run / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    steps = [int(r["step"]) for r in rows]
-    figure = Figure(figsize=(9, 3.2), dpi=100)
-    losses, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    for column in ("loss", "loss_hq", "loss_cps", "loss_lq"):
-        losses.plot(steps, [float(r[column]) for r in rows], label=column, lw=0.8)
-    losses.set_xlabel("step")
-    losses.set_yscale("symlog", linthresh=1e-3)
-    losses.legend(fontsize=7)
-    right.plot(steps, [float(r["lambda"]) for r in rows], color="grey", lw=0.8, label="lambda")
-    right.set_xlabel("step")
-    if (run / "validation.csv").exists():
-        with open(run / "validation.csv", newline="") as handle:
-            validation = list(csv.DictReader(handle))
-        dice = right.twinx()
-        validation_steps = [int(r["step"]) for r in validation]
-        dice.plot(validation_steps, [float(r["dice_1_click"]) for r in validation], "o-", color="C3")
-        if validation and "dice_1_click_val_targets" in validation[0]:
-            dice.plot(validation_steps, [float(r["dice_1_click_val_targets"]) for r in validation], "s--", color="C3",
-                      label="val_targets (picks best.pt)")
-            dice.legend(fontsize=7, loc="lower right")
-        dice.set_ylabel("validation Dice, 1 click", color="C3")
-        dice.set_ylim(0, 1)
-    right.legend(fontsize=7, loc="upper left")
-    figure.tight_layout()
-    with atomic_path(run / "curves.png", overwrite=True) as tmp:
-        figure.savefig(tmp, format="png")
-    return run / "curves.png"
 
 
 def _metadata(config, step: int) -> Dict[str, Any]:
@@ -403,31 +373,6 @@ def _array(image):
     return sitk.GetArrayViewFromImage(image)
 
 
-def _append_row(path: Path, columns: Sequence[str], row: Dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
-def _append_metrics(path: Path, row: Dict[str, Any]) -> None:
-    _append_row(path, METRIC_COLUMNS, row)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows after ``step`` (written after the last checkpoint before an interruption)."""
-    for file in (path, path.with_name("validation.csv")):
-        if not file.exists():
-            continue
-        with open(file, newline="") as handle:
-            rows = list(csv.reader(handle))
-        kept = [rows[0]] + [r for r in rows[1:] if r and int(float(r[0])) <= step]
-        with open(file, "w", newline="") as handle:
-            csv.writer(handle).writerows(kept)
-
-
 # ------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset folder (nnU-Net v2 with labelsTr/labelsLQ, AutoPET or SAM-Med3D)")
@@ -455,6 +400,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
+    from .options import parse_assignments
     from .training.config import load_config
 
     overrides = {
@@ -465,11 +411,7 @@ def config_from_args(args: argparse.Namespace):
         "device": args.device, "seed": args.seed,
         "targets": [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None,
     }
-    for item in args.set:
-        if "=" not in item:
-            raise SegAnyPETError(f"--set {item!r} must be KEY=VALUE")
-        key, value = item.split("=", 1)
-        overrides[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    overrides.update(parse_assignments(args.set))
     config = load_config(args.config, overrides)
     if not config.data:
         raise SegAnyPETError("no dataset: pass --data DIR (or data: in the config)")
@@ -477,6 +419,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run_from_args(args: argparse.Namespace) -> int:
+    from .training.interrupt import TrainingInterrupted
+
     config = config_from_args(args)
     if args.resume:  # the run's own config wins, so a resumed run is the same run
         from .training.config import load_config
@@ -484,7 +428,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         saved = Path(args.out) / "config.yaml"
         if saved.exists():
             config = load_config(str(saved), {"max_steps": args.max_steps} if args.max_steps else None)
-    run = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet_progress)
+    try:
+        run = train(config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet_progress)
+    except TrainingInterrupted as stop:
+        return 128 + stop.signum
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run folder: {run} (last.pt, best.pt, metrics.csv)")
     return 0

@@ -8,10 +8,30 @@ import torch
 from scipy import ndimage
 
 from conftest import constant_model, random_model
-from SegAnyPETLib.errors import SegAnyPETError
+from SegAnyPETLib.errors import Cancelled, SegAnyPETError
+from SegAnyPETLib.inference.config import PRESETS
 from SegAnyPETLib.metrics import dice
 from SegAnyPETLib.preprocessing import PreprocessConfig
 from SegAnyPETLib.session import InteractiveSession
+
+BUNDLED_REFINERS = PRESETS["bundled"].refiners
+
+
+def full_volume(session, box, array) -> np.ndarray:
+    out = np.zeros(session.mask.shape, dtype=bool)
+    out[box] = array
+    return out
+
+
+def network_mask(session) -> np.ndarray:
+    """The blended crops' mask, before any refiner (whole volume)."""
+    box = session._crops.box()
+    return full_volume(session, box, session._crops.network_mask(box))
+
+
+def excluded(session) -> np.ndarray:
+    """The parts the part check left out (whole volume)."""
+    return full_volume(session, session._excluded.box, session._excluded.array)
 
 
 def count_encoder_runs(model) -> list:
@@ -40,7 +60,7 @@ def cut_model(spacing: float, start: float, stop: float):
 
 def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
     calls = count_encoder_runs(tiny_model)
-    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18))
     assert first.shape == (36, 40, 48) and first.dtype == np.uint8
@@ -56,14 +76,14 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
 def test_the_embedding_cache_is_bounded(tiny_model):
     image = sitk.GetImageFromArray(np.random.default_rng(2).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
     image.SetSpacing((4.0, 4.0, 4.0))
-    session = InteractiveSession(tiny_model, device="cpu", extend=False, interior_crop=False, part_check=False)
-    session.max_cached_crops = 2
+    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False, interior_crop=False, part_check=False)
+    session.embeddings.max_cached = 2
     session.set_image(image)
     calls = count_encoder_runs(tiny_model)
     for x in (40, 50, 60, 70, 40):  # five objects, each in its own crop
         session.new_object()
         session.add_click((x, 36, 36))
-        assert len(session._embeddings) <= 2
+        assert len(session.embeddings._cache) <= 2
     assert len(calls) == 5  # the first crop was dropped before it came back
     session.add_click((41, 36, 36))  # a later click of the current object keeps its crop
     session.new_object()
@@ -74,16 +94,16 @@ def test_the_embedding_cache_is_bounded(tiny_model):
 def test_the_mask_threshold_is_the_operating_point(tiny_model, blob_image):
     masks = {}
     for threshold in (0.3, 0.5, 0.7):
-        session = InteractiveSession(tiny_model, device="cpu", extend=False, mask_threshold=threshold)
+        session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False, mask_threshold=threshold)
         session.set_image(blob_image)
         masks[threshold] = session.add_click((24, 20, 18)).astype(bool)
     assert not np.any(masks[0.7] & ~masks[0.5]) and not np.any(masks[0.5] & ~masks[0.3])
     assert masks[0.3].sum() > masks[0.7].sum()
     tiny_model.mask_threshold = 0.7  # a calibrated checkpoint's threshold is the default
-    default = InteractiveSession(tiny_model, device="cpu", extend=False)
+    default = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
     default.set_image(blob_image)
     assert np.array_equal(default.add_click((24, 20, 18)).astype(bool), masks[0.7])
-    with pytest.raises(SegAnyPETError, match="mask threshold must be a probability"):
+    with pytest.raises(SegAnyPETError, match="mask_threshold must lie between 0 and 1"):
         InteractiveSession(tiny_model, device="cpu", mask_threshold=1.0)
 
 
@@ -93,10 +113,10 @@ def test_every_object_is_centred_on_its_first_click(tiny_model):
     image = sitk.GetImageFromArray(np.random.default_rng(1).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
     image.SetSpacing((4.0, 4.0, 4.0))  # 480 x 288 x 288 mm: larger than the 256 mm crop on every axis
     calls = count_encoder_runs(tiny_model)
-    alone = InteractiveSession(tiny_model, device="cpu", extend=False)
+    alone = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
     alone.set_image(image)
     expected = alone.add_click((60, 36, 36))
-    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
     session.set_image(image)
     session.add_click((40, 36, 36))
     earlier = session.crops[0]
@@ -119,11 +139,11 @@ def test_a_first_click_at_the_masks_edge_adds_a_crop_centred_inside_it():
     calls = count_encoder_runs(model)
     masks = {}
     for interior_crop in (True, False):
-        session = InteractiveSession(model, device="cpu", extend=False, interior_crop=interior_crop)
+        session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=interior_crop)
         session.set_image(image)
         masks[interior_crop] = session.add_click((60, 36, 36))
     assert len(calls) == 3 and session.num_crops == 1
-    session = InteractiveSession(model, device="cpu", extend=False)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=False)
     session.set_image(image)
     session.add_click((60, 36, 36))
     assert len(calls) == 5
@@ -136,7 +156,7 @@ def test_a_first_click_at_the_masks_edge_adds_a_crop_centred_inside_it():
     session.add_click((58, 36, 36))
     assert session.num_crops == 2 and len(calls) == 5
 
-    everything = InteractiveSession(constant_model("tiny", sign=1.0), device="cpu", extend=False)
+    everything = InteractiveSession(constant_model("tiny", sign=1.0), "bundled", device="cpu", extend=False)
     everything.set_image(image)
     everything.add_click((60, 36, 36))
     assert everything.num_crops == 1
@@ -149,7 +169,7 @@ def test_no_interior_crop_that_would_not_hold_the_click():
     image.SetSpacing((4.0, 4.0, 4.0))
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)
-    probe = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
+    probe = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False)
     probe.set_image(image)
     click = (1, 36, 60)  # 4 mm from the image's face: the crop is moved off the click to fit
     probe.add_click(click)
@@ -168,7 +188,7 @@ def test_no_interior_crop_that_would_not_hold_the_click():
         return logits.abs() * sign, iou
 
     model.decode = shaped
-    session = InteractiveSession(model, device="cpu", extend=False)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=False)
     session.set_image(image)
     mask = session.add_click(click)
     assert session.num_crops == 1 and mask[click[::-1]] == 1
@@ -225,7 +245,8 @@ def test_the_contrast_edge_moves_a_mask_a_voxel_too_large_to_the_organ():
     calls = count_encoder_runs(model)
     masks = {}
     for edge in (False, True):
-        session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=edge)
+        session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False,
+                                     refiners=BUNDLED_REFINERS if edge else ("clicked_islands",))
         session.set_image(image)
         masks[edge] = session.add_click((20, 20, 20)).astype(bool)
     assert len(calls) == 2
@@ -254,11 +275,11 @@ def test_a_click_the_contrast_edge_cuts_off_keeps_the_object_beside_it():
         background = crops[crops > crops.amin()].median()
         return crops > background + 0.06 * (crops.amax() - background)
 
-    session = InteractiveSession(crop_reading_model(4.0, warm, arch="tiny_conv"), device="cpu", extend=False,
+    session = InteractiveSession(crop_reading_model(4.0, warm, arch="tiny_conv"), "bundled", device="cpu", extend=False,
                                  interior_crop=False, part_check=False)
     session.set_image(image)
     mask = session.add_click(clicked[::-1]).astype(bool)
-    assert session._network_mask()[bridge] and not mask[bridge]
+    assert network_mask(session)[bridge] and not mask[bridge]
     assert mask[ball].all() and np.argwhere(mask & ~ball).tolist() == [list(clicked)]
 
 
@@ -273,7 +294,8 @@ def test_lesion_mode_segments_the_focal_uptake_inside_the_networks_organ():
     image.SetSpacing((4.0, 4.0, 4.0))
     model = low_threshold_model(0.1)
     calls = count_encoder_runs(model)
-    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, lesion=True)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False)
+    session.lesion = True
     session.set_image(image)
     found = session.add_click((26, 20, 20)).astype(bool)
     assert dice(found, lesion) > 0.8
@@ -302,15 +324,15 @@ def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     edge = (29, 20, 20)  # (x, y, z): one voxel inside the dim ball, away from the neck
     masks = {}
     for part_check in (False, True):
-        session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, part_check=part_check)
+        session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, part_check=part_check)
         session.set_image(image)
         masks[part_check] = session.add_click(edge)
     assert masks[False][bright] and masks[False][dim]
     assert len(calls) == 3  # one crop each, and the bright ball's check
     assert masks[True][dim] and masks[True][edge[::-1]] and not masks[True][bright]
-    assert not (masks[True].astype(bool) & session._foreign).any()  # the contrast edge does not cross the cut
+    assert not (masks[True].astype(bool) & excluded(session)).any()  # the contrast edge does not cross the cut
     assert masks[True].sum() < masks[False].sum() * 0.7
-    left_out = session._foreign.copy()
+    left_out = excluded(session)
     rim = tuple(int(i) for i in max(np.argwhere(left_out), key=lambda zyx: zyx[0]))  # the bright ball's top
     edged = session.add_click(rim[::-1]).astype(bool)  # corrects the edge: only its voxel comes back
     assert edged[rim] and not edged[bright] and np.argwhere(edged & left_out).tolist() == [list(rim)]
@@ -323,7 +345,7 @@ def test_a_part_that_clicked_alone_is_another_object_is_left_out():
 
 
 def test_point_spaces_agree(tiny_model, blob_image):
-    session = InteractiveSession(tiny_model, device="cpu")
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(blob_image)
     ijk = (30, 12, 20)
     lps = np.array(blob_image.TransformIndexToPhysicalPoint(ijk))
@@ -336,7 +358,7 @@ def test_point_spaces_agree(tiny_model, blob_image):
 
 
 def test_orientation_and_input_form_do_not_change_the_result(tiny_model, blob_image):
-    session = InteractiveSession(tiny_model, device="cpu")
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(blob_image)
     reference = session.add_click((24, 20, 18))
     # The same voxels stored right-to-left along x (direction -1, origin at the other end).
@@ -355,7 +377,7 @@ def test_orientation_and_input_form_do_not_change_the_result(tiny_model, blob_im
 
 
 def test_undo_reset_and_replaying_points(tiny_model, blob_image):
-    session = InteractiveSession(tiny_model, device="cpu")
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(blob_image)
     one = session.add_click((24, 20, 18))
     two = session.add_click((30, 20, 18), positive=False)
@@ -374,7 +396,7 @@ def test_paste_back_matches_the_crop_geometry(blob_image):
     network's own edge: no contrast edge)."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
-    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=False)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=("clicked_islands",))
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     grid = session.crops[0]
@@ -389,10 +411,10 @@ def test_masks_that_reach_the_crop_border_add_crops(blob_image):
     """Large organs: the session extends past crop faces that lie inside the image."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)  # 96 mm crop
-    single = InteractiveSession(model, device="cpu", extend=False, interior_crop=False)
+    single = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False)
     single.set_image(blob_image)
     cut = single.add_click((24, 20, 18))
-    session = InteractiveSession(model, device="cpu", max_crops=4, interior_crop=False)
+    session = InteractiveSession(model, "bundled", device="cpu", max_crops=4, interior_crop=False)
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     assert session.num_crops > 1
@@ -411,7 +433,7 @@ def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
     masks, crops = {}, {}
     for name, options in (("single", {"extend": False}), ("gated", {}), ("ungated", {"extension_agreement": 0.0})):
         # Every island kept: the halves the ungated crops add lie apart from the first crop's.
-        session = InteractiveSession(model, device="cpu", max_crops=6, clicked_islands_only=False, **options)
+        session = InteractiveSession(model, "bundled", device="cpu", max_crops=6, refiners=("contrast_edge",), **options)
         session.set_image(blob_image)
         masks[name] = session.add_click((24, 20, 18))
         crops[name] = session.num_crops
@@ -427,14 +449,14 @@ def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
 
 
 def test_negative_click_far_from_the_object_changes_nothing(tiny_model, blob_image):
-    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
     session.set_image(blob_image)
     assert not session.add_click((2, 2, 2), positive=False).any()
     assert session.num_crops == 0
 
 
 def test_bad_clicks_and_images_are_refused(tiny_model, blob_image):
-    session = InteractiveSession(tiny_model, device="cpu")
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     with pytest.raises(SegAnyPETError, match="no image"):
         session.add_click((1, 1, 1))
     session.set_image(blob_image)
@@ -507,12 +529,11 @@ def test_paste_back_equals_itk_linear_resampling():
 def test_encoder_reports_progress_and_can_be_cancelled(arch, blob_image):
     from SegAnyPETLib.model import build_model
     from SegAnyPETLib.preprocessing import PreprocessConfig
-    from SegAnyPETLib.session import Cancelled
 
     model = build_model(arch)
     model.preprocessing = PreprocessConfig(spacing=(4.0, 4.0, 4.0), crop_size=model.config.img_size)
     reports = []
-    session = InteractiveSession(model, device="cpu", progress=lambda fraction, text: reports.append(fraction))
+    session = InteractiveSession(model, "bundled", device="cpu", progress=lambda fraction, text: reports.append(fraction))
     session.set_image(blob_image)
     session.add_click((24, 20, 18))
     assert len(reports) >= 3 and reports == sorted(reports) and reports[-1] == 1.0
@@ -520,7 +541,7 @@ def test_encoder_reports_progress_and_can_be_cancelled(arch, blob_image):
     def cancel_at_first_report(fraction, text):
         cancelled.cancel()
 
-    cancelled = InteractiveSession(model, device="cpu", progress=cancel_at_first_report)
+    cancelled = InteractiveSession(model, "bundled", device="cpu", progress=cancel_at_first_report)
     cancelled.set_image(blob_image)
     with pytest.raises(Cancelled):
         cancelled.add_click((24, 20, 18))
@@ -538,7 +559,7 @@ def test_mirroring_makes_the_prediction_flip_equivariant(arch):
     click = (20, 30, 40)  # ijk; the 64^3 image at 4 mm is exactly one crop
 
     def masks(mirror: bool) -> list:
-        session = InteractiveSession(model, device="cpu", extend=False, mirror=mirror)
+        session = InteractiveSession(model, "bundled", device="cpu", extend=False, mirror=mirror)
         session.set_image(array, spacing=(4.0, 4.0, 4.0))
         results = [session.add_click(click)]
         for axis in range(3):  # ijk axis; numpy axis 2 - axis
@@ -556,16 +577,16 @@ def test_mirroring_makes_the_prediction_flip_equivariant(arch):
 
 def test_turning_mirroring_on_encodes_the_crop_again(tiny_model, blob_image):
     calls = count_encoder_runs(tiny_model)
-    session = InteractiveSession(tiny_model, device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
     session.set_image(blob_image)
     plain = session.add_click((24, 20, 18))
-    session.mirror = True
+    session.configure(mirror=True)
     session.new_object()
     mirrored = session.add_click((24, 20, 18))
     assert len(calls) == 2 and not np.array_equal(plain, mirrored)
     session.new_object()
     assert np.array_equal(session.add_click((24, 20, 18)), mirrored)  # the mirrored embeddings are cached
-    session.mirror = False  # switched in the middle of an object: its crop is encoded again
+    session.configure(mirror=False)  # switched in the middle of an object: its crop is encoded again
     session.add_click((26, 19, 20))
     assert len(calls) == 3 and session.num_crops == 1
 
@@ -573,24 +594,27 @@ def test_turning_mirroring_on_encodes_the_crop_again(tiny_model, blob_image):
 def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
     """A network that segments two slabs of its crop, separated by a gap: the first click keeps
     the slab it lies in; a positive click on the other slab keeps both; a negative click adds no
-    island; with ``clicked_islands_only=False`` both slabs are always there."""
+    island; without the ``clicked_islands`` refiner both slabs are always there."""
     model = cut_model(spacing=2.0, start=0.25, stop=0.375)
     # One crop: an interior crop would put its own slabs elsewhere.
-    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False, interior_crop=False, contrast_edge=False)
+    everything = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=())
     everything.set_image(blob_image)
     both = everything.add_click((24, 20, 18))
     islands, count = ndimage.label(both)
     assert count == 2
 
-    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=False)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=("clicked_islands",))
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18))
     clicked = islands[18, 20, 24]
     assert first[18, 20, 24] == 1 and np.array_equal(first, (islands == clicked).astype(np.uint8))
     other = np.argwhere(islands == 3 - clicked)[0]
     assert np.array_equal(session.add_click(tuple(other[::-1]), positive=False), first)
+    with pytest.raises(SegAnyPETError, match="a positive and a negative point on the same voxel"):
+        session.add_click(tuple(other[::-1]))
+    session.undo()
     assert np.array_equal(session.add_click(tuple(other[::-1])), both)
-    session.clicked_islands_only = False
+    session.configure(refiners=())
     session.undo()
     assert np.array_equal(session.mask, both)
 
@@ -600,14 +624,15 @@ def test_a_later_click_the_network_leaves_out_brings_in_no_neighbouring_island(b
     other slab (which the network leaves out) keeps only the first slab; counting every click's 26
     neighbours (as after the contrast edge) would keep both."""
     model = cut_model(spacing=2.0, start=0.25, stop=0.375)
-    everything = InteractiveSession(model, device="cpu", extend=False, clicked_islands_only=False, interior_crop=False, contrast_edge=False)
+    everything = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=())
     everything.set_image(blob_image)
     slabs = everything.add_click((24, 20, 18)).astype(bool)
-    session = InteractiveSession(model, device="cpu", extend=False, interior_crop=False, contrast_edge=False)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=("clicked_islands",))
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18)).astype(bool)
     other = slabs & ~first
     near = lambda mask: ndimage.binary_dilation(mask, np.ones((3, 3, 3)))
     beside = np.argwhere(near(other) & ~near(first) & ~slabs)[0]  # (z, y, x): in the gap, next to the other slab
     assert other.any() and np.array_equal(session.add_click(tuple(beside[::-1])).astype(bool), first)
-    assert np.array_equal(session._clicked_islands(slabs, with_neighbours=True), slabs)
+    session.configure(refiners=("touching_islands",))  # the parts next to every click count
+    assert np.array_equal(session.mask.astype(bool), slabs)

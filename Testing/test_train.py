@@ -164,7 +164,7 @@ def test_simulated_clicks_follow_the_protocol():
 def test_options_are_checked_against_their_types(phantom_dataset, tmp_path, capsys):
     """YAML reads 4e-5 (no dot) as text: numbers given so still work; anything else is refused."""
     assert load_config("bundled_tiny", {"lr": "4e-5", "milestone_steps": [10, 20]}).lr == 4e-5
-    for option, message in (("lr=fast", "lr must be a number, got 'fast'"),
+    for option, message in (("lr=fast", "lr must be a finite number, got 'fast'"),
                             ("max_steps=3.5", "max_steps must be a whole number"),
                             ("milestone_steps=5", "milestone_steps must be a list")):
         assert main(["train", "--data", str(phantom_dataset), *QUICK, "--out", str(tmp_path / "run"), "--set", option]) == 2

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -9,11 +11,15 @@ import torch
 from torch import nn
 
 from ..errors import SegAnyPETError
+from ..options import typed
 from ..preprocessing import PreprocessConfig
 from .conv_encoder import ImageEncoderConv3D
 from .image_encoder import ImageEncoderViT3D
 from .mask_decoder import MaskDecoder3D
 from .prompt_encoder import PromptEncoder3D
+
+
+_LARGEST = 1 << 16  # no size of a network this package builds comes near it
 
 
 @dataclass(frozen=True)
@@ -53,15 +59,44 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+        """The config stored in a checkpoint; one error naming the field for an unknown or missing
+        field, a value of the wrong type, and sizes that are not positive or do not fit together."""
+        if not isinstance(values, Mapping):
+            raise SegAnyPETError(f"model_config must be a mapping of field: value, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(str(key) for key in set(values) - known)
         if unknown:
             raise SegAnyPETError(f"model config has unknown fields {unknown}")
-        values = dict(values)
-        for key in ("encoder_global_attn_indexes", "encoder_channels"):
-            if key in values:
-                values[key] = tuple(values[key])
-        return cls(**values)
+        if "name" not in values:
+            raise SegAnyPETError("model_config has no name")
+        hints = typing.get_type_hints(cls)
+        config = cls(**{key: typed("model_config", key, value, hints[key]) for key, value in values.items()})
+        return config.checked()
+
+    def checked(self) -> "ModelConfig":
+        """This config, or one error naming the first size that cannot make a network."""
+        for name in ("img_size", "patch_size", "encoder_embed_dim", "encoder_num_heads", "prompt_embed_dim",
+                     "mask_in_chans", "decoder_depth", "decoder_heads", "decoder_mlp_dim", "iou_head_hidden_dim"):
+            value = getattr(self, name)
+            if not 1 <= value <= _LARGEST:
+                raise SegAnyPETError(f"model_config.{name} must be between 1 and {_LARGEST}, got {value}")
+        for name in ("encoder_depth", "window_size"):
+            if not 0 <= getattr(self, name) <= _LARGEST:
+                raise SegAnyPETError(f"model_config.{name} must be between 0 and {_LARGEST}, got {getattr(self, name)}")
+        if not 0 < self.mlp_ratio <= 64:
+            raise SegAnyPETError(f"model_config.mlp_ratio must be between 0 and 64, got {self.mlp_ratio}")
+        if self.img_size > 1024 or self.img_size % self.patch_size:
+            raise SegAnyPETError(
+                f"model_config.img_size {self.img_size} must be at most 1024 and a multiple of patch_size {self.patch_size}"
+            )
+        if self.prompt_embed_dim % self.decoder_heads:
+            raise SegAnyPETError(
+                f"model_config.prompt_embed_dim {self.prompt_embed_dim} is not a multiple of decoder_heads {self.decoder_heads}"
+            )
+        if self.encoder == "vit" and self.encoder_embed_dim % self.encoder_num_heads:
+            raise SegAnyPETError(f"model_config.encoder_embed_dim {self.encoder_embed_dim} is not a multiple of "
+                                 f"encoder_num_heads {self.encoder_num_heads}")
+        return self
 
 
 ARCHITECTURES: Dict[str, ModelConfig] = {
@@ -124,6 +159,8 @@ class Sam3D(nn.Module):
         # Probability above which a voxel joins the mask: 0.5 (SAM's logit 0) unless the checkpoint
         # carries a threshold calibrated on validation cases (``seganypet calibrate``).
         self.mask_threshold: float = 0.5
+        # The inference options the weights were measured with (a SessionConfig; None: the official protocol).
+        self.inference = None
         grid = config.embedding_grid
         self.image_encoder = _build_image_encoder(config)
         self.prompt_encoder = PromptEncoder3D(

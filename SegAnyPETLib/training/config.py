@@ -9,11 +9,12 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
 from ..errors import SegAnyPETError
+from ..options import typed
 
 STRATEGIES = ("finetune", "consistency", "cpcl")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -81,6 +82,18 @@ class TrainConfig:
             raise SegAnyPETError("click iterations must be at least 1")
         if self.strategy != "finetune" and self.n_prompts < 2:
             raise SegAnyPETError("cross prompting needs n_prompts >= 2")
+        for name in ("max_steps", "samples_per_epoch"):  # None: the default, 0 would silently mean it too
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise SegAnyPETError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs < 1:
+            raise SegAnyPETError(f"epochs must be at least 1, got {self.epochs}")
+        for name in ("val_cases", "val_every", "checkpoint_every", "num_workers", "warmup_steps", "min_target_voxels"):
+            if getattr(self, name) < 0:
+                raise SegAnyPETError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.hq_cases is not None and self.hq_cases < 0:
+            raise SegAnyPETError(f"hq_cases must not be negative, got {self.hq_cases}")
+        if not self.lr > 0:
+            raise SegAnyPETError(f"lr must be positive, got {self.lr}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
@@ -118,33 +131,6 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
     if unknown:
         raise SegAnyPETError(f"unknown training option(s) {', '.join(unknown)}")
     hints = typing.get_type_hints(TrainConfig)
-    values = {name: _typed(name, value, hints[name]) for name, value in values.items()}
+    values = {name: typed("training option", name, value, hints[name]) for name, value in values.items()}
     return TrainConfig(**values).validate()
 
-
-def _typed(name: str, value: Any, hint: Any) -> Any:
-    """``value`` as the option's type (numbers, flags, text and tuples of numbers are checked)."""
-    if typing.get_origin(hint) is Union:  # Optional[X]
-        if value is None:
-            return None
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads 4e-5 (no dot) as text
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise SegAnyPETError(f"training option {name} must be a number, got {value!r}")
-    if hint in (int, bool, str):
-        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-            return value
-        kind = {int: "a whole number", bool: "true or false", str: "text"}[hint]
-        raise SegAnyPETError(f"training option {name} must be {kind}, got {value!r}")
-    if typing.get_origin(hint) is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise SegAnyPETError(f"training option {name} must be a list, got {value!r}")
-        item = typing.get_args(hint)[0]
-        return tuple(_typed(name, v, item) for v in value)
-    return value
