@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -33,19 +33,20 @@ def sweep_thresholds(
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
-    mirror: bool = False,
-    clicked_islands_only: bool = True,
+    preset: Any = None,
+    **overrides: Any,
 ) -> Dict[float, float]:
     """Mean Dice over cases, targets and click counts for each threshold (same clicks for all);
-    ``mirror`` and ``clicked_islands_only`` as in the session that will use the threshold."""
+    ``preset`` and ``overrides``: the session options that will use the threshold."""
     from tqdm import tqdm
 
     from .data import load_case
     from .evaluate import ModelSegmenter, evaluate_case
 
     thresholds = [check_mask_threshold(t) for t in thresholds]
-    segmenters = [ModelSegmenter(model, device, name=repr(t), mask_threshold=t, mirror=mirror,
-                                 clicked_islands_only=clicked_islands_only) for t in thresholds]
+    overrides.pop("mask_threshold", None)  # the swept option
+    segmenters = [ModelSegmenter(model, device, name=repr(t), preset=preset, mask_threshold=t, **overrides)
+                  for t in thresholds]
     scores: Dict[float, list] = {t: [] for t in thresholds}
     for case in tqdm(cases, desc="calibrate", unit="case", disable=not progress):
         image, label = load_case(case)
@@ -69,14 +70,13 @@ def calibrate_checkpoint(
     device: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
-    mirror: bool = False,
-    clicked_islands_only: bool = True,
+    preset: Any = None,
+    **overrides: Any,
 ) -> Tuple[float, Dict[float, float]]:
     """Sweep ``thresholds`` on the last ``last_cases`` training-split cases of ``data`` (all when
     None) and write ``out``: the checkpoint unchanged but for its mask threshold and a record of
-    the sweep in its metadata; ``mirror`` and ``clicked_islands_only`` calibrate it for sessions with
-    those settings.
-    Returns (chosen threshold, {threshold: mean Dice})."""
+    the sweep in its metadata; ``preset`` and ``overrides`` calibrate it for sessions with those
+    options. Returns (chosen threshold, {threshold: mean Dice})."""
     from .data import open_dataset
 
     ensure_writable(out, overwrite)  # before minutes of clicks, not after
@@ -90,8 +90,7 @@ def calibrate_checkpoint(
             raise SegAnyPETError(f"--cases {last_cases}: {data} has {len(cases)} training cases")
         cases = cases[-last_cases:]
     dataset.select_targets(targets)  # unknown names fail before the sweep
-    table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress, mirror,
-                             clicked_islands_only)
+    table = sweep_thresholds(model, cases, targets, thresholds, clicks, seed, device, progress, preset, **overrides)
     best = max(table, key=lambda t: (table[t], -abs(t - 0.5)))  # ties: the one nearest 0.5
     if not any(isinstance(checkpoint.get(key), Mapping) for key in ("model_state_dict", "state_dict", "model")):
         checkpoint = {"model_state_dict": checkpoint}  # a bare state_dict: wrap it to carry the threshold
@@ -102,8 +101,8 @@ def calibrate_checkpoint(
         "data": str(data),
         "cases": [case.case_id for case in cases],
         "clicks": list(clicks),
-        "mirror": mirror,
-        "clicked_islands_only": clicked_islands_only,
+        "preset": preset,
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
         "mean_dice": {repr(t): round(d, 4) for t, d in table.items()},
     }
     checkpoint["metadata"] = metadata

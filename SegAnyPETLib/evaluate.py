@@ -39,40 +39,39 @@ class Segmenter(Protocol):
     def click(self, index_zyx: Tuple[int, int, int], positive: bool) -> np.ndarray: ...
 
 
-# Session options that change the masks: their defaults and how reports name them otherwise.
-SESSION_OPTIONS = {
-    "mirror": (False, "mirrored"),
-    "clicked_islands_only": (True, "all islands"),
-    "interior_crop": (True, "no interior crop"),
-    "part_check": (True, "no part check"),
-    "contrast_edge": (True, "no contrast edge"),
-}
+def method_name(source: str, lesion_targets: Sequence[str] = (), config=None, default=None) -> str:
+    """A model's name in reports: a checkpoint file by its file name, anything else as given; a
+    session ``config`` other than the model's own (``default``) is named after it (its preset, else
+    the options that differ), and so are the targets segmented as lesions."""
+    from .inference.config import PRESETS, preset_name
 
-
-def method_name(source: str, lesion_targets: Sequence[str] = (), **options: bool) -> str:
-    """A model's name in reports: a checkpoint file by its file name, anything else as given;
-    session options (:data:`SESSION_OPTIONS`) away from their defaults and the targets segmented as
-    lesions are named after it."""
     name = Path(source).name if Path(source).suffix in (".pt", ".pth") else source
-    name += "".join(f" ({label})" for key, (default, label) in SESSION_OPTIONS.items() if options.get(key, default) != default)
+    default = default or PRESETS["official"]
+    if config is not None and config != default:
+        differences = config.differences(default)
+        name += f" ({preset_name(config) or ', '.join(f'{k}={_option_text(v)}' for k, v in differences.items())})"
     return name + (f" (lesion mode: {', '.join(sorted(lesion_targets))})" if lesion_targets else "")
 
 
+def _option_text(value) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 class ModelSegmenter:
-    """The network through :class:`~SegAnyPETLib.session.InteractiveSession` (``options``: its keywords).
+    """The network through :class:`~SegAnyPETLib.session.InteractiveSession` (``preset`` and
+    ``overrides``: its options). Targets named in ``lesion_targets`` are segmented in lesion mode."""
 
-    Targets named in ``lesion_targets`` are segmented in the session's lesion mode.
-    """
-
-    def __init__(self, model, device: str = "auto", name: Optional[str] = None,
-                 mask_threshold: Optional[float] = None, lesion_targets: Sequence[str] = (), **options: bool) -> None:
+    def __init__(self, model, device: str = "auto", name: Optional[str] = None, preset=None,
+                 lesion_targets: Sequence[str] = (), **overrides) -> None:
         from .session import InteractiveSession
 
-        self.session = InteractiveSession(model, device=device, mask_threshold=mask_threshold, **options)
+        self.session = InteractiveSession(model, preset, device=device, **overrides)
         self.lesion_targets = set(lesion_targets)
-        self.name = name or method_name(str(getattr(model, "source", None) or "model"), lesion_targets, **options)
-        if name is None and mask_threshold is not None and mask_threshold != model.mask_threshold:
-            self.name += f" (mask threshold {mask_threshold:g})"  # not the checkpoint's own operating point
+        if lesion_targets:
+            self.session.lesion = True  # one clear error now where the config has no lesion refiners
+            self.session.lesion = False
+        self.name = name or method_name(str(getattr(model, "source", None) or "model"), lesion_targets,
+                                        self.session.config, getattr(model, "inference", None))
 
     def set_image(self, image: sitk.Image) -> None:
         self.session.set_image(image)

@@ -50,20 +50,20 @@ def test_a_bare_state_dict_is_wrapped_to_carry_the_threshold(tmp_path, tiny_mode
     assert load_model(out, device="cpu").mask_threshold == 0.4
 
 
-@pytest.mark.parametrize("flag, options", [("--mirror", {"mirror": True}), ("--all-islands", {"clicked_islands_only": False})])
-def test_calibrating_for_session_options_sweeps_with_them(tmp_path, tiny_checkpoint, phantom_dataset, flag, options):
-    """--mirror and --all-islands sweep the masks of sessions with those settings, and say so."""
+@pytest.mark.parametrize("flags, preset, options", [(["--set", "mirror=true"], None, {"mirror": True}),
+                                                    (["--preset", "bundled"], "bundled", {})])
+def test_calibrating_for_session_options_sweeps_with_them(tmp_path, tiny_checkpoint, phantom_dataset, flags, preset, options):
+    """--preset and --set sweep the masks of sessions with those options, and say so."""
     out = tmp_path / "calibrated.pt"
     assert main(["calibrate", "--model", str(tiny_checkpoint), "--data", str(phantom_dataset), "--cases", "1",
-                 "--targets", "liver", "--thresholds", "0.3,0.5", "--clicks", "1", "--device", "cpu", flag,
+                 "--targets", "liver", "--thresholds", "0.3,0.5", "--clicks", "1", "--device", "cpu", *flags,
                  "--out", str(out)]) == 0
     record = read_checkpoint(out)["metadata"]["mask_threshold_calibration"]
-    assert record["mirror"] is options.get("mirror", False)
-    assert record["clicked_islands_only"] is options.get("clicked_islands_only", True)
+    assert record["preset"] == preset and record["options"] == options
     model = load_model(tiny_checkpoint, device="cpu")
     cases = open_dataset(phantom_dataset, split="train").cases[-1:]
-    swept = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False, **options)
+    swept = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False,
+                             preset=preset, **options)
     assert {t: round(d, 4) for t, d in swept.items()} == {float(t): d for t, d in record["mean_dice"].items()}
-    if "mirror" in options:
-        plain = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False)
-        assert plain != swept
+    plain = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False)
+    assert plain != swept

@@ -134,24 +134,24 @@ def test_evaluate_command_writes_the_report_and_shards_merge(tmp_path, tiny_chec
     assert main([*common, "--out", str(tmp_path / "full")]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "bad"), "--targets", "pancreas"]) == 2
-    # A threshold other than the checkpoint's is part of the method's name.
-    assert main([*common[:-4], "--out", str(tmp_path / "low"), "--clicks", "1", "--mask-threshold", "0.2"]) == 0
+    # A config other than the checkpoint's own is part of the method's name: a preset, or the options.
+    assert main([*common[:-4], "--out", str(tmp_path / "low"), "--clicks", "1", "--set", "mask_threshold=0.2"]) == 0
     with open(tmp_path / "low" / "results.csv", newline="") as handle:
-        assert {r["method"] for r in csv.DictReader(handle)} == {f"{tiny_checkpoint.name} (mask threshold 0.2)"}
-    # So is every session default switched off.
-    assert main([*common[:-4], "--out", str(tmp_path / "islands"), "--clicks", "1", "--all-islands",
-                 "--no-interior-crop", "--no-part-check", "--no-contrast-edge"]) == 0
-    with open(tmp_path / "islands" / "results.csv", newline="") as handle:
-        assert {r["method"] for r in csv.DictReader(handle)} == {
-            f"{tiny_checkpoint.name} (all islands) (no interior crop) (no part check) (no contrast edge)"}
+        assert {r["method"] for r in csv.DictReader(handle)} == {f"{tiny_checkpoint.name} (mask_threshold=0.2)"}
+    assert main([*common[:-4], "--out", str(tmp_path / "bundled"), "--preset", "bundled"]) == 0
+    with open(tmp_path / "bundled" / "results.csv", newline="") as handle:
+        bundled_rows = list(csv.DictReader(handle))
+    assert {r["method"] for r in bundled_rows} == {f"{tiny_checkpoint.name} (bundled)"}
     # Lesion mode for the named targets only: the lesions are their focal uptake, the organs as before.
-    assert main([*common[:-4], "--out", str(tmp_path / "lesions"), "--lesion-targets", "lesion"]) == 0
+    assert main([*common[:-4], "--out", str(tmp_path / "lesions"), "--preset", "bundled", "--lesion-targets", "lesion"]) == 0
     with open(tmp_path / "lesions" / "results.csv", newline="") as handle:
         lesion_rows = list(csv.DictReader(handle))
-    assert {r["method"] for r in lesion_rows} == {f"{tiny_checkpoint.name} (lesion mode: lesion)"}
-    model_rows = [r for r in rows if r["method"] == tiny_checkpoint.name]
-    assert [r["dice"] for r in lesion_rows if r["target"] != "lesion"] == [r["dice"] for r in model_rows if r["target"] != "lesion"]
+    assert {r["method"] for r in lesion_rows} == {f"{tiny_checkpoint.name} (bundled) (lesion mode: lesion)"}
+    assert [r["dice"] for r in lesion_rows if r["target"] != "lesion"] == [r["dice"] for r in bundled_rows if r["target"] != "lesion"]
     assert min(float(r["dice"]) for r in lesion_rows if r["target"] == "lesion") > 0.8
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "official-lesions"), "--lesion-targets", "lesion"]) == 2
+    assert "no lesion refiners" in capsys.readouterr().err
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "unknown"), "--lesion-targets", "tumour"]) == 2
     assert "tumour not in" in capsys.readouterr().err and not (tmp_path / "unknown").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .evaluate import comma_list, parse_clicks
+from .inference_args import add_inference_arguments, inference_options
 
 parse_thresholds = comma_list(float, lambda p: 0 < p < 1, "--thresholds", "probabilities in (0, 1) like 0.2,0.3,0.5")
 
@@ -25,11 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--clicks", type=parse_clicks, default=[1, 3, 5], help="click counts to average (default 1,3,5)")
     parser.add_argument("--targets", help="comma-separated target names (default: every label)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated clicks")
-    parser.add_argument("--mirror", action="store_true",
-                        help="calibrate for test-time mirroring (segment/evaluate --mirror): its averaged "
-                        "probabilities are smoother, so its best threshold can be lower")
-    parser.add_argument("--all-islands", action="store_true",
-                        help="calibrate for masks that keep every island (segment/evaluate --all-islands)")
+    add_inference_arguments(parser)  # the session the threshold is for (e.g. --set mirror=true: smoother probabilities)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(func=run)
@@ -39,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from ..calibration import calibrate_checkpoint
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
+    preset, overrides = inference_options(args)
     best, table = calibrate_checkpoint(args.model, args.data, args.out, args.cases, args.thresholds, args.clicks,
-                                       targets, args.seed, args.device, args.overwrite, mirror=args.mirror,
-                                       clicked_islands_only=not args.all_islands)
+                                       targets, args.seed, args.device, args.overwrite, preset=preset, **overrides)
     print("threshold  mean Dice")
     for threshold, score in table.items():
         print(f"{threshold:9.2f}  {score:.4f}{'  <- chosen' if threshold == best else ''}")

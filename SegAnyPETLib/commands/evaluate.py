@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from .session_flags import add_session_flags, session_options
+from .inference_args import add_inference_arguments, inference_options
 
 
 def comma_list(convert, valid, option: str, expected: str):
@@ -41,9 +41,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--baseline", action="append", choices=("threshold", "growcut"), default=[],
                         help="also run a baseline through the same clicks (repeatable)")
     parser.add_argument("--no-model", action="store_true", help="evaluate only the baselines")
-    parser.add_argument("--mask-threshold", type=float,
-                        help="probability threshold of the model's masks (default: the checkpoint's, else 0.5)")
-    add_session_flags(parser)
+    add_inference_arguments(parser)
     parser.add_argument("--lesion-targets", type=parse_lesion_targets, default=[], metavar="NAMES",
                         help="comma-separated targets the model segments as lesions: the focal uptake at each click "
                         "(seganypet segment --lesion)")
@@ -61,11 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.no_model and not args.baseline:
         raise SegAnyPETError("--no-model needs at least one --baseline")
+    preset, overrides = inference_options(args)
 
     def segmenters():
-        methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), device=args.device,
-                                                         mask_threshold=args.mask_threshold,
-                                                         lesion_targets=args.lesion_targets, **session_options(args))]
+        methods = [] if args.no_model else [ModelSegmenter(load_model(args.model, args.device), args.device, preset=preset,
+                                                         lesion_targets=args.lesion_targets, **overrides)]
         return methods + [make_baseline(name) for name in args.baseline]
 
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .session_flags import add_session_flags, session_options
+from .inference_args import add_inference_arguments, inference_options
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,13 @@ def parse_point(text: str):
     return values
 
 
+class _Click(argparse.Action):
+    """``--point`` / ``--negative``: (point, positive) appended to ``clicks`` in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.clicks = list(getattr(namespace, "clicks", None) or []) + [(values, self.const)]
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "segment",
@@ -28,13 +35,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("image", help="PET image (NIfTI, NRRD, MHA...)")
     parser.add_argument("-o", "--output", required=True, help="output mask file (uint8, same grid as IMAGE)")
     parser.add_argument("--model", default="auto", help="registry name, checkpoint file or hf://owner/repo/file (default: auto)")
-    parser.add_argument("--point", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="positive point (repeatable); write --point=X,Y,Z when X is negative")
-    parser.add_argument("--negative", type=parse_point, action="append", default=[], metavar="X,Y,Z", help="negative point (repeatable)")
+    parser.add_argument("--point", type=parse_point, action=_Click, dest="clicks", const=True, default=[], metavar="X,Y,Z",
+                        help="positive point (repeatable; points are clicked in the order given); write --point=X,Y,Z "
+                        "when X is negative")
+    parser.add_argument("--negative", type=parse_point, action=_Click, dest="clicks", const=False, metavar="X,Y,Z",
+                        help="negative point (repeatable)")
     parser.add_argument("--space", choices=("ijk", "ras", "lps"), default="ijk", help="coordinates of the points (default: ijk voxel index)")
-    parser.add_argument("--mask-threshold", type=float, help="probability threshold (default: the checkpoint's, else 0.5)")
-    add_session_flags(parser)
+    add_inference_arguments(parser)
     parser.add_argument("--lesion", action="store_true",
-                        help="segment a lesion: the focal uptake at each positive point, against the tissue the network finds there")
+                        help="segment a lesion with the config's lesion refiners (bundled: the focal uptake at each "
+                        "positive point, against the tissue the network finds there)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.set_defaults(func=run)
@@ -49,19 +59,21 @@ def run(args: argparse.Namespace) -> int:
     from ..io import ensure_writable, read_image, write_image
     from ..session import InteractiveSession
 
-    if not args.point:
+    if not any(positive for _, positive in args.clicks):
         raise SegAnyPETError("give at least one positive --point X,Y,Z")
-    ensure_writable(args.output, args.overwrite)
+    preset, overrides = inference_options(args)
+    ensure_writable(args.output, args.overwrite, inputs=[args.image], image=True)
     image = read_image(args.image, "PET image")
-    session = InteractiveSession(load_model(args.model, args.device), device=args.device,
-                                 mask_threshold=args.mask_threshold, lesion=args.lesion, **session_options(args))
+    session = InteractiveSession(load_model(args.model, args.device), preset, device=args.device, **overrides)
+    session.lesion = args.lesion
     session.set_image(image, name=f"PET image {args.image}")
-    # Positive points first (the first one places the crop), then the negative ones.
-    for point, positive in [(p, True) for p in args.point] + [(p, False) for p in args.negative]:
+    for point, positive in args.clicks:  # one click at a time, in the order given
         mask = session.add_click(point, positive=positive, space=args.space)
+    for warning in session.warnings:
+        logger.warning("warning: %s", warning)
     output = sitk.GetImageFromArray(mask)
     output.CopyInformation(image)
-    write_image(output, args.output, overwrite=args.overwrite)
+    write_image(output, args.output, overwrite=args.overwrite, inputs=[args.image])
     voxel_ml = float(np.prod(image.GetSpacing())) / 1000
     print(f"{args.output}: {int(mask.sum())} voxels, {mask.sum() * voxel_ml:.1f} mL, {session.num_crops} crop(s)")
     return 0
