@@ -1,24 +1,27 @@
 """SegAnyPET: promptable PET segmentation in 3D Slicer.
 
 Click positive and negative points in the slice views; after each click SegAnyPET (the SAM-Med3D
-network trained on PET) updates one segment. The image encoder runs once per region, in the
-background; further clicks only rerun the prompt encoder and mask decoder. The computation lives
-in ``SegAnyPETLib`` (``SegAnyPETLib.slicer_logic.SegAnyPETLogic`` runs headless too); this file is
-the user interface and the self-test.
+network trained on PET) updates one segment. The image encoder runs once per region, in a
+background thread; further clicks only rerun the prompt encoder and mask decoder, at once. The
+computation and every rule (click order, undo, what happens to other segments, error messages,
+package checks) live in ``SegAnyPETLib`` and run headless in the tests; this file is the user
+interface, its parameter node and the self-test.
 """
 import importlib
-import importlib.util
+import json
 import logging
 import os
 import sys
-import threading
+from typing import Annotated
 
 import ctk
 import qt
 import slicer
 import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -33,23 +36,11 @@ _REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_REPOSITORY, "SegAnyPETLib")) and _REPOSITORY not in sys.path:
     sys.path.insert(0, _REPOSITORY)
 
-from SegAnyPETLib import slicer_logic  # noqa: E402  (imports neither torch nor qt)
-from SegAnyPETLib.errors import SegAnyPETError  # noqa: E402
+from SegAnyPETLib import requirements, slicer_checks, slicer_logic  # noqa: E402  (import neither torch nor qt)
+from SegAnyPETLib.errors import Cancelled, SegAnyPETError  # noqa: E402
 from SegAnyPETLib.labels import LABELS, display_name  # noqa: E402
-
-# Python packages SegAnyPETLib imports (module name -> pip requirement); PyTorch comes from the
-# PyTorch extension, which picks the build that matches the GPU driver.
-PYTHON_REQUIREMENTS = {
-    "scipy": "scipy>=1.10",
-    "SimpleITK": "SimpleITK>=2.2",
-    "nibabel": "nibabel>=4.0",
-    "huggingface_hub": "huggingface_hub>=0.20",
-    "tqdm": "tqdm>=4.64",
-    "pydicom": "pydicom>=2.4",
-    "yaml": "PyYAML>=6.0",
-    "matplotlib": "matplotlib>=3.6",
-}
-TORCH_REQUIREMENT = ">=2.1"
+from SegAnyPETLib.slicer_runner import ThreadRunner  # noqa: E402
+from SegAnyPETLib.slicer_segment_writer import OVERWRITE_MODES  # noqa: E402
 
 # Model choices shown to the user: registry name (SegAnyPETLib.checkpoints.REGISTRY) -> label.
 MODEL_CHOICES = (
@@ -61,8 +52,15 @@ MODEL_CHOICES = (
 )
 LOCAL_MODEL = "local file"
 DEVICES = ("auto", "cpu", "cuda")  # order of the device combobox items
+OVERWRITE_LABELS = {  # order of the overwrite combobox items: OVERWRITE_MODES
+    "none": "Not modified (overlap allowed)",
+    "visible": "Overwrite visible segments",
+    "all": "Overwrite all segments",
+}
+POLL_MS = 10  # the runner waits up to 40 ms per poll, so the worker thread gets most of the time
 
-# Keyboard shortcuts while the module is shown: key -> widget method.
+# Keyboard shortcuts while the module is shown: key -> widget method. They are off while a text
+# field has the keyboard focus (slicer_checks.shortcutsAllowed), so typing there is not taken.
 SHORTCUTS = (
     ("P", "placePositive"),
     ("N", "placeNegative"),
@@ -71,6 +69,11 @@ SHORTCUTS = (
     ("Return", "onFinish"),
     ("Enter", "onFinish"),
 )
+# Choices remembered across scenes (QSettings) and used for a new scene's parameter node.
+REMEMBERED = {"model": "demo", "modelFile": "", "device": "auto", "mirror": False, "clickedIslandsOnly": True,
+              "interiorCrop": True, "partCheck": True, "contrastEdge": True, "overwriteMode": "none"}
+OPTION_SETTERS = {"mirror": "setMirror", "clickedIslandsOnly": "setClickedIslandsOnly",
+                  "interiorCrop": "setInteriorCrop", "partCheck": "setPartCheck", "contrastEdge": "setContrastEdge"}
 
 
 #
@@ -86,8 +89,9 @@ class SegAnyPET(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Promptable segmentation of PET images: click inside an organ or lesion (positive points) and "
             "where the result leaks (negative points); the target segment follows every click. "
-            "Shortcuts: P positive, N negative, Ctrl+Z undo, Ctrl+Backspace reset, Enter finish. "
-            "Statistics gives the volume, SUVmax, SUVmean, SUVpeak and TLG of every segment."
+            "Shortcuts (not while typing in a text field): P positive, N negative, Ctrl+Z undo, "
+            "Ctrl+Backspace reset, Enter finish. Statistics gives the volume, SUVmax, SUVmean, SUVpeak and TLG "
+            "of every segment. Needs 3D Slicer 5.10 or later."
             "<br><br>If you use SegAnyPET, please cite: Y. Zhang et al., <i>SegAnyPET: Universal Promptable "
             "Segmentation from Positron Emission Tomography Images</i>, ICCV 2025; and for the network, "
             "H. Wang et al., <i>SAM-Med3D: Towards General-purpose Segmentation Models for Volumetric "
@@ -100,108 +104,51 @@ class SegAnyPET(ScriptedLoadableModule):
 
 
 #
-# Dependencies (installed on demand, after the user agrees; never at import time)
+# Dependencies (checked when the network is first needed; installed only after the user agrees)
 #
-def missingPackages():
-    """pip requirements of the packages SegAnyPETLib needs that are not installed."""
-    return [requirement for module, requirement in PYTHON_REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
-
-
 def ensureDependencies():
-    """True when PyTorch and the other packages are available, installing them if the user agrees."""
-    needTorch = importlib.util.find_spec("torch") is None
-    missing = missingPackages()
-    if not needTorch and not missing:
+    """True when PyTorch and the other packages meet SegAnyPET's requirements (read from its package
+    metadata / pyproject.toml), installing them if the user agrees; else one message, False."""
+    try:
+        plan = slicer_checks.installPlan(requirements.check())
+    except SegAnyPETError as error:
+        slicer.util.errorDisplay(str(error))
+        return False
+    if not plan.needed:
         return True
-    if needTorch:
+    if plan.blocking:
+        slicer.util.errorDisplay("\n".join(plan.blocking))
+        return False
+    if plan.torch is not None:
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
             slicer.util.errorDisplay(_("SegAnyPET needs the PyTorch extension: install it from the Extensions Manager, restart Slicer and try again."))
             return False
-    packages = (["PyTorch (through the PyTorch extension)"] if needTorch else []) + missing
     if not slicer.util.confirmOkCancelDisplay(
-        _("SegAnyPET needs these Python packages:\n\n{packages}\n\nDownload and install them now? This needs a network connection and may take several minutes.").format(packages="\n".join(packages)),
+        _("SegAnyPET needs these Python packages:\n\n{packages}\n\nDownload and install them now? This needs a network connection and may take several minutes.").format(packages="\n".join(plan.described)),
         _("Install Python packages"),
     ):
         return False
     with slicer.util.WaitCursor():
-        if needTorch:
-            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
+        if plan.torch is not None:
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=plan.torch)
             if torch is None:
                 slicer.util.errorDisplay(_("PyTorch was not installed. Use the PyTorch Utils module to install it."))
                 return False
-        if missing:
-            slicer.util.pip_install(missing)
+        if plan.pip:
+            try:
+                slicer.util.pip_install(plan.pip)
+            except Exception as error:  # one message: what failed and where pip's output is
+                text, details = slicer_checks.installFailure(plan.pip, error)
+                slicer.util.errorDisplay(text, detailedText=details)
+                return False
     importlib.invalidate_caches()
+    remaining = slicer_checks.installPlan(requirements.check())
+    if remaining.needed:
+        slicer.util.errorDisplay(_("These packages still do not meet SegAnyPET's requirements:\n\n{packages}\n\nRestart Slicer and try again.").format(packages="\n".join(remaining.described)))
+        return False
     return True
-
-
-#
-# Background work: the image encoder and downloads run in a Python thread (PyTorch and the network
-# release the GIL), the user interface polls for progress and the result.
-#
-class BackgroundRunner:
-    """``runner(work, done)``: ``work()`` runs in a thread; ``done(result, error)`` runs on the main thread."""
-
-    def __init__(self, onProgress, onStateChanged):
-        self.onProgress = onProgress
-        self.onStateChanged = onStateChanged
-        self.cancelRequested = threading.Event()
-        self._thread = None
-        self._done = None
-        self._outcome = (None, None)
-        self._progress = None
-        self._timer = qt.QTimer()
-        self._timer.setInterval(50)
-        self._timer.connect("timeout()", self._poll)
-
-    @property
-    def running(self):
-        return self._done is not None
-
-    def __call__(self, work, done):
-        if self.running:
-            raise SegAnyPETError("another computation is running")
-        self.cancelRequested.clear()
-        self._done = done
-        self._progress = (0.0, _("Working..."))
-        self._thread = threading.Thread(target=self._target, args=(work,), name="SegAnyPET", daemon=True)
-        self._thread.start()
-        self._timer.start()
-        self.onStateChanged()
-
-    def report(self, fraction, text):
-        """Progress from any thread; shown at the next poll."""
-        self._progress = (fraction, text)
-
-    def cancel(self):
-        self.cancelRequested.set()
-
-    def wait(self):
-        """Block until the work ends (scene close); its result is delivered."""
-        if self._thread is not None:
-            self._thread.join()
-        self._poll()
-
-    def _target(self, work):
-        try:
-            self._outcome = (work(), None)
-        except BaseException as error:  # delivered to done() on the main thread
-            self._outcome = (None, error)
-
-    def _poll(self):
-        if self._progress is not None:
-            self.onProgress(*self._progress)
-            self._progress = None
-        if self._done is None or self._thread.is_alive():
-            return
-        self._timer.stop()
-        done, self._done = self._done, None
-        result, error = self._outcome
-        self._outcome = (None, None)
-        done(result, error)
-        self.onStateChanged()
 
 
 class DownloadCancelled(Exception):
@@ -233,6 +180,36 @@ def progressTqdmClass(report, cancelRequested):
 
 
 #
+# SegAnyPETParameterNode: what a saved scene reopens with
+#
+@parameterNodeWrapper
+class SegAnyPETParameterNode:
+    """The module's choices in the scene (saved with it).
+
+    inputVolume: the PET volume; model, modelFile, device: the network; preset and options (JSON of
+    option: value): the inference options on top of the model's own; the legacy option switches
+    (mirror ... contrastEdge); targetSegmentation, targetSegmentId: the segment the clicks change;
+    lesion: the target is a lesion; overwriteMode: what clicks do to other segments.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    model: str = "demo"
+    modelFile: str = ""
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    preset: str = ""
+    options: str = "{}"
+    mirror: bool = False
+    clickedIslandsOnly: bool = True
+    interiorCrop: bool = True
+    partCheck: bool = True
+    contrastEdge: bool = True
+    targetSegmentation: vtkMRMLSegmentationNode
+    targetSegmentId: str = ""
+    lesion: bool = False
+    overwriteMode: Annotated[str, Choice(list(OVERWRITE_MODES))] = "none"
+
+
+#
 # SegAnyPETWidget
 #
 class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -241,22 +218,36 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.runner = None
+        self._parameterNode = None
         self._shortcuts = []
         self._positiveNode = None
         self._negativeNode = None
         self._statisticsTable = None
         self._updatingGui = False
+        self._applying = False
+        self._placeCheckPending = False
 
     # ------------------------------------------------------------------ set-up
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        problem = slicer_checks.slicerVersionProblem(int(slicer.app.majorVersion), int(slicer.app.minorVersion),
+                                                     hasattr(slicer, "vtkSlicerSegmentEditorLogic"))
+        if problem:  # the version gate: say so now, before anything is installed or downloaded
+            label = qt.QLabel(problem)
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SegAnyPET.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = SegAnyPETLogic()
-        self.runner = BackgroundRunner(self._showProgress, self.updateGui)
+        self.runner = ThreadRunner(self._showProgress, self._onRunnerStateChanged)
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(POLL_MS)
+        self._pollTimer.connect("timeout()", self._pollRunner)
         self.logic.runner = self.runner
         self.logic.progressCallback = self.runner.report
         self.logic.updateCallback = self._onSegmentUpdated
@@ -267,7 +258,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.addItem(_("Local file..."), LOCAL_MODEL)
         self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Readable
         self.ui.modelPathLineEdit.nameFilters = [_("Checkpoints (*.pt *.pth)")]
-        self.ui.modelPathLineEdit.settingKey = "SegAnyPET/ModelFile"
+        for mode in OVERWRITE_MODES:
+            self.ui.overwriteComboBox.addItem(_(OVERWRITE_LABELS[mode]), mode)
         for name in LABELS:
             self.ui.newSegmentComboBox.addItem(display_name(name), name)
         for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
@@ -282,13 +274,11 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputVolumeChanged)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
-        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
-        self.ui.mirrorCheckBox.connect("toggled(bool)", self.onMirrorToggled)
-        self.ui.clickedIslandsCheckBox.connect("toggled(bool)", self.onClickedIslandsToggled)
-        self.ui.interiorCropCheckBox.connect("toggled(bool)", self.onInteriorCropToggled)
-        self.ui.partCheckCheckBox.connect("toggled(bool)", self.onPartCheckToggled)
-        self.ui.contrastEdgeCheckBox.connect("toggled(bool)", self.onContrastEdgeToggled)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
+        for name in OPTION_SETTERS:
+            getattr(self.ui, name + "CheckBox").connect("toggled(bool)", self.onOptionToggled)
         self.ui.lesionCheckBox.connect("toggled(bool)", self.onLesionToggled)
+        self.ui.overwriteComboBox.connect("currentIndexChanged(int)", self.onOverwriteChanged)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
         self.ui.segmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onTargetChanged)
         self.ui.segmentSelector.connect("currentSegmentChanged(QString)", self.onTargetChanged)
@@ -302,35 +292,38 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self._restoreSettings()
-        self.onModelChanged()
-        self.onInputVolumeChanged()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
+        self.initializeParameterNode()
 
     def cleanup(self):
+        """Module reload or application exit: stop the work, drop the observers (the prompt lists are
+        reused by the next widget, so a reload leaves no second pair)."""
         self._removeShortcuts()
         self.removeObservers()
-        if self.runner is not None and self.runner.running:
-            self.logic.cancel()
-            self.runner.cancel()
-            self.runner.wait()
-        if self.logic is not None:
-            self.logic.cleanup()
+        if self.logic is None:
+            return
+        self._stopWork()
+        self._pollTimer.stop()
+        self.logic.cleanup()
 
     def enter(self):
+        if self.logic is None:
+            return
+        self.initializeParameterNode()
         self._ensurePromptNodes()
         self._installShortcuts()
         self.updateGui()
 
     def exit(self):
         self._removeShortcuts()
+        if self.logic is None:
+            return
         for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
             placeWidget.setPlaceModeEnabled(False)
 
     def onSceneStartClose(self, caller, event):
-        if self.runner.running:
-            self.logic.cancel()
-            self.runner.cancel()
-            self.runner.wait()
+        self._stopWork()
+        self.setParameterNode(None)
         self.logic.setTargetSegment(None, None)
         self.logic.setPromptNodes(None, None)
         self.logic.setInputVolume(None)
@@ -338,8 +331,105 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
+            self.initializeParameterNode()
             self._ensurePromptNodes()
         self.updateGui()
+
+    def onSceneEndImport(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def _stopWork(self):
+        if self.runner is not None and self.runner.running:
+            self.logic.cancel()
+            self.runner.cancel()
+            self.runner.wait()
+
+    # ------------------------------------------------------------------ parameter node
+    def initializeParameterNode(self):
+        """The scene's parameter node; a new one starts from the choices remembered in the settings."""
+        node = self.logic.getParameterNode()
+        if node.parameterNode.GetAttribute("SegAnyPET.fromSettings") is None:  # new: start from the remembered choices
+            node.parameterNode.SetAttribute("SegAnyPET.fromSettings", "1")
+            settings = qt.QSettings()
+            with slicer.util.NodeModify(node.parameterNode):
+                for name, default in REMEMBERED.items():
+                    value = settings.value(f"SegAnyPET/{name}", default)
+                    value = slicer.util.toBool(value) if isinstance(default, bool) else str(value)
+                    if name == "device" and value not in DEVICES or name == "overwriteMode" and value not in OVERWRITE_MODES:
+                        value = default
+                    setattr(node, name, value)
+        if not node.inputVolume:
+            node.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        self.setParameterNode(node)
+
+    def setParameterNode(self, node):
+        if self._parameterNode is not None:
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = node
+        if node is not None:
+            self.addObserver(node.parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
+
+    def _onParameterNodeModified(self, *args):
+        self._updateGuiFromParameterNode()
+        self._applyParameterNode()
+        self.updateGui()
+
+    def _updateGuiFromParameterNode(self):
+        node = self._parameterNode
+        if node is None:
+            return
+        self._updatingGui = True
+        try:
+            self.ui.inputVolumeSelector.setCurrentNode(node.inputVolume)
+            index = self.ui.modelComboBox.findData(node.model)
+            self.ui.modelComboBox.setCurrentIndex(max(index, 0))
+            self.ui.modelPathLineEdit.currentPath = node.modelFile
+            local = node.model == LOCAL_MODEL
+            self.ui.modelPathLabel.visible = local
+            self.ui.modelPathLineEdit.visible = local
+            self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(node.device) if node.device in DEVICES else 0)
+            for name in OPTION_SETTERS:
+                getattr(self.ui, name + "CheckBox").checked = bool(getattr(node, name))
+            self.ui.lesionCheckBox.checked = node.lesion
+            self.ui.overwriteComboBox.setCurrentIndex(max(self.ui.overwriteComboBox.findData(node.overwriteMode), 0))
+            self.ui.segmentSelector.setCurrentNode(node.targetSegmentation)
+            self.ui.segmentSelector.setCurrentSegmentID(node.targetSegmentId)
+        finally:
+            self._updatingGui = False
+
+    def _applyParameterNode(self):
+        """Bring the logic in line with the parameter node (after the running work, if any)."""
+        node = self._parameterNode
+        if node is None or self._applying or self.runner.running:
+            return
+        self._applying = True
+        try:
+            logic = self.logic
+            logic.setInputVolume(node.inputVolume)
+            logic.setModel(self._modelSource(), node.device)
+            logic.setOptions(node.preset or None, **json.loads(node.options or "{}"))
+            for name, setter in OPTION_SETTERS.items():
+                getattr(logic, setter)(getattr(node, name))
+            logic.setOverwriteMode(node.overwriteMode)
+            segmentId = node.targetSegmentId if node.targetSegmentation else ""
+            segmentation = node.targetSegmentation
+            if segmentation is not None and segmentId and segmentation.GetSegmentation().GetSegment(segmentId) is None:
+                node.targetSegmentId = segmentId = ""  # the segment was deleted
+            previous = (logic.targetSegmentation, logic.targetSegmentId)
+            logic.setTargetSegment(segmentation, segmentId or None)
+            if (logic.targetSegmentation, logic.targetSegmentId) != previous and logic.targetSegmentId is not None:
+                node.lesion = logic.lesion  # a new target: its stored points say how it was made
+            logic.setLesion(node.lesion)
+        except SegAnyPETError as error:  # e.g. lesion mode with a preset that has no lesion refiners
+            self._showError(error)
+        finally:
+            self._applying = False
+        self.ui.writingLabel.text = self.logic.describeWriting()
+
+    def _remember(self, name, value):
+        qt.QSettings().setValue(f"SegAnyPET/{name}", value)
 
     # ------------------------------------------------------------------ shortcuts
     def _installShortcuts(self):
@@ -348,12 +438,28 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             shortcut = qt.QShortcut(qt.QKeySequence(key), slicer.util.mainWindow())
             shortcut.connect("activated()", getattr(self, method))
             self._shortcuts.append(shortcut)
+        slicer.app.connect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
+        self._onFocusChanged(None, slicer.app.focusWidget())
 
     def _removeShortcuts(self):
+        if self._shortcuts:
+            slicer.app.disconnect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)
         for shortcut in self._shortcuts:
             shortcut.disconnect("activated()")
             shortcut.setParent(None)
         self._shortcuts = []
+
+    def _onFocusChanged(self, old, new):
+        """Shortcuts are off while a text field (here or anywhere, the Python console too) has the focus."""
+        classes = []
+        meta = new.metaObject() if new is not None else None
+        while meta is not None:
+            classes.append(meta.className())
+            meta = meta.superClass()
+        editable = bool(new is not None and isinstance(new, qt.QComboBox) and new.editable)
+        allowed = slicer_checks.shortcutsAllowed(classes, editable)
+        for shortcut in self._shortcuts:
+            shortcut.enabled = allowed
 
     def placePositive(self):
         self.ui.positivePlaceWidget.setPlaceModeEnabled(True)
@@ -361,38 +467,16 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def placeNegative(self):
         self.ui.negativePlaceWidget.setPlaceModeEnabled(True)
 
-    # ------------------------------------------------------------------ settings
-    def _restoreSettings(self):
-        settings = qt.QSettings()
-        model = settings.value("SegAnyPET/Model", "demo")
-        index = self.ui.modelComboBox.findData(model)
-        self.ui.modelComboBox.setCurrentIndex(max(index, 0))
-        device = settings.value("SegAnyPET/Device", "auto")
-        self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(device) if device in DEVICES else 0)
-        self.ui.mirrorCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/Mirror", False))
-        self.logic.setMirror(self.ui.mirrorCheckBox.checked)
-        self.ui.clickedIslandsCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/ClickedIslandsOnly", True))
-        self.logic.setClickedIslandsOnly(self.ui.clickedIslandsCheckBox.checked)
-        self.ui.interiorCropCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/InteriorCrop", True))
-        self.logic.setInteriorCrop(self.ui.interiorCropCheckBox.checked)
-        self.ui.partCheckCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/PartCheck", True))
-        self.logic.setPartCheck(self.ui.partCheckCheckBox.checked)
-        self.ui.contrastEdgeCheckBox.checked = slicer.util.toBool(settings.value("SegAnyPET/ContrastEdge", True))
-        self.logic.setContrastEdge(self.ui.contrastEdgeCheckBox.checked)
-
-    def _modelSource(self):
-        choice = self.ui.modelComboBox.currentData
-        return self.ui.modelPathLineEdit.currentPath if choice == LOCAL_MODEL else choice
-
-    def _device(self):
-        return DEVICES[max(self.ui.deviceComboBox.currentIndex, 0)]
-
     # ------------------------------------------------------------------ inputs and model
-    def onInputVolumeChanged(self, node=None):
-        if self.runner.running:
+    def _modelSource(self):
+        node = self._parameterNode
+        return node.modelFile if node.model == LOCAL_MODEL else node.model
+
+    def onInputVolumeChanged(self, volume=None):
+        if self._updatingGui or self._parameterNode is None:
             return
         volume = self.ui.inputVolumeSelector.currentNode()
-        self.logic.setInputVolume(volume)
+        self._parameterNode.inputVolume = volume  # the logic takes any volume, with image data or not
         fromDicom = volume is not None and slicer_logic.volumeSuvFactor(volume) is not None
         self.ui.suvFactorSpinBox.enabled = not fromDicom
         if fromDicom:
@@ -400,55 +484,44 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.suvSourceLabel.text = _("The volume holds SUVs (PET DICOM import, real-world value mapping).")
         else:
             self.ui.suvSourceLabel.text = _("SUV = voxel value x factor. Keep 1 if the volume already holds SUVs; for Bq/mL enter the factor of \"seganypet suv\".")
-        self.updateGui()
 
     def onModelChanged(self, *args):
-        if self.runner.running:
+        if self._updatingGui or self._parameterNode is None:
             return
-        choice = self.ui.modelComboBox.currentData
-        local = choice == LOCAL_MODEL
-        self.ui.modelPathLabel.visible = local
-        self.ui.modelPathLineEdit.visible = local
-        settings = qt.QSettings()
-        settings.setValue("SegAnyPET/Model", choice)
-        settings.setValue("SegAnyPET/Device", self._device())
-        self.logic.setModel(self._modelSource(), self._device())
-        self.updateGui()
+        model, path = self.ui.modelComboBox.currentData, self.ui.modelPathLineEdit.currentPath
+        with slicer.util.NodeModify(self._parameterNode.parameterNode):
+            self._parameterNode.model = model
+            self._parameterNode.modelFile = path
+        self._remember("model", model)
+        self._remember("modelFile", path)
 
-    def onMirrorToggled(self, checked):
-        if self.runner.running:
+    def onDeviceChanged(self, index):
+        if self._updatingGui or self._parameterNode is None:
             return
-        qt.QSettings().setValue("SegAnyPET/Mirror", bool(checked))
-        self.logic.setMirror(checked)
+        device = DEVICES[max(index, 0)]
+        self._parameterNode.device = device
+        self._remember("device", device)
 
-    def onClickedIslandsToggled(self, checked):
-        if self.runner.running:
+    def onOptionToggled(self, checked):
+        if self._updatingGui or self._parameterNode is None:
             return
-        qt.QSettings().setValue("SegAnyPET/ClickedIslandsOnly", bool(checked))
-        self.logic.setClickedIslandsOnly(checked)
-
-    def onInteriorCropToggled(self, checked):
-        if self.runner.running:
-            return
-        qt.QSettings().setValue("SegAnyPET/InteriorCrop", bool(checked))
-        self.logic.setInteriorCrop(checked)
-
-    def onPartCheckToggled(self, checked):
-        if self.runner.running:
-            return
-        qt.QSettings().setValue("SegAnyPET/PartCheck", bool(checked))
-        self.logic.setPartCheck(checked)
-
-    def onContrastEdgeToggled(self, checked):
-        if self.runner.running:
-            return
-        qt.QSettings().setValue("SegAnyPET/ContrastEdge", bool(checked))
-        self.logic.setContrastEdge(checked)
+        with slicer.util.NodeModify(self._parameterNode.parameterNode):
+            for name in OPTION_SETTERS:
+                value = bool(getattr(self.ui, name + "CheckBox").checked)
+                setattr(self._parameterNode, name, value)
+                self._remember(name, value)
 
     def onLesionToggled(self, checked):
-        if self.runner.running:
+        if self._updatingGui or self._parameterNode is None:
             return
-        self.logic.setLesion(checked)  # a choice per segment, stored with its points, not in the settings
+        self._parameterNode.lesion = bool(checked)  # a choice per segment, stored with its points
+
+    def onOverwriteChanged(self, index):
+        if self._updatingGui or self._parameterNode is None:
+            return
+        mode = self.ui.overwriteComboBox.currentData
+        self._parameterNode.overwriteMode = mode
+        self._remember("overwriteMode", mode)
 
     def _modelAvailable(self):
         """True when the chosen weights are on this machine (no download needed)."""
@@ -465,7 +538,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onDownloadModel(self):
         name = self._modelSource()
-        if name not in dict(MODEL_CHOICES) or not ensureDependencies():
+        if name not in dict(MODEL_CHOICES) or self.runner.running or not ensureDependencies():
             return
         from SegAnyPETLib.checkpoints import download
 
@@ -476,22 +549,20 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onDownloaded(self, path, error):
         if error is None:
             self.ui.statusLabel.text = _("Model downloaded to {path}.").format(path=path)
-        elif isinstance(error, DownloadCancelled):
+        elif isinstance(error, (DownloadCancelled, Cancelled)):
             self.ui.statusLabel.text = _("Download cancelled.")
         else:
-            self.ui.statusLabel.text = _("Download failed: {error}").format(error=error)
-            slicer.util.errorDisplay(_("The model could not be downloaded."), detailedText=str(error))
+            self._showError(error, _("The model could not be downloaded"))
 
     # ------------------------------------------------------------------ target segment
     def onTargetChanged(self, *args):
-        if self._updatingGui or self.runner.running:
+        if self._updatingGui or self._parameterNode is None:
             return
         segmentation = self.ui.segmentSelector.currentNode()
-        segmentId = self.ui.segmentSelector.currentSegmentID() if segmentation is not None else None
-        with slicer.util.tryWithErrorDisplay(_("Cannot use this segment."), show=True):
-            self.logic.setTargetSegment(segmentation, segmentId or None)
-        self.ui.lesionCheckBox.checked = self.logic.lesion  # a segment's stored points say how it was made
-        self.updateGui()
+        segmentId = self.ui.segmentSelector.currentSegmentID() if segmentation is not None else ""
+        with slicer.util.NodeModify(self._parameterNode.parameterNode):
+            self._parameterNode.targetSegmentation = segmentation
+            self._parameterNode.targetSegmentId = segmentId or ""
 
     def _segmentationNode(self):
         """The selected segmentation, or a new one on the PET volume's grid."""
@@ -502,42 +573,58 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             volume = self.ui.inputVolumeSelector.currentNode()
             if volume is not None:
                 segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-            self.ui.segmentSelector.setCurrentNode(segmentation)
         return segmentation
 
     def onAddSegment(self):
+        if self.runner.running:
+            return
         text = self.ui.newSegmentComboBox.currentText.strip()
         index = self.ui.newSegmentComboBox.findText(text)
         name = self.ui.newSegmentComboBox.itemData(index) if index >= 0 else text
-        with slicer.util.tryWithErrorDisplay(_("Cannot add the segment."), show=True):
+        try:
             segmentation = self._segmentationNode()
             segmentId = slicer_logic.addSegment(segmentation, name)
-            self.ui.segmentSelector.setCurrentSegmentID(segmentId)
-            self.onTargetChanged()
+        except SegAnyPETError as error:
+            self._showError(error, _("Cannot add the segment"))
+            return
+        with slicer.util.NodeModify(self._parameterNode.parameterNode):
+            self._parameterNode.targetSegmentation = segmentation
+            self._parameterNode.targetSegmentId = segmentId
 
     # ------------------------------------------------------------------ clicks
     def _ensurePromptNodes(self):
         if self._positiveNode is None or self._positiveNode.GetScene() is None:
-            self._positiveNode, self._negativeNode = slicer_logic.addPromptNodes()
+            self._positiveNode, self._negativeNode = slicer_logic.addPromptNodes()  # reused when they exist
             self.ui.positivePlaceWidget.setCurrentNode(self._positiveNode)
             self.ui.negativePlaceWidget.setCurrentNode(self._negativeNode)
             self.logic.setPromptNodes(self._positiveNode, self._negativeNode)
 
     def _onPlaceModeChanged(self, enabled):
-        if enabled and not self._readyToClick():
+        """Inside the place widget's signal nothing is checked and no dialog opens: the check runs
+        next, from the event loop, and turns place mode off again (button included) when not ready."""
+        if enabled and not self._placeCheckPending:
+            self._placeCheckPending = True
+            qt.QTimer.singleShot(0, self._checkPlaceMode)
+        self.updateGui()
+
+    def _checkPlaceMode(self):
+        self._placeCheckPending = False
+        placing = any(w.placeModeEnabled for w in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget))
+        if placing and not self._readyToClick():
             for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
                 placeWidget.setPlaceModeEnabled(False)
         self.updateGui()
 
     def _readyToClick(self):
-        """Before the first click: input, packages, weights and a target segment (created if needed)."""
-        if self.ui.inputVolumeSelector.currentNode() is None:
-            self.ui.statusLabel.text = _("Choose the PET volume first.")
+        """Before the first click: volume, packages, weights and a target segment (created if needed)."""
+        problem = slicer_logic.volumeProblem(self.ui.inputVolumeSelector.currentNode())
+        if problem:
+            self.ui.statusLabel.text = problem[:1].upper() + problem[1:] + "."
             return False
         if not ensureDependencies():
             return False
         if not self._modelAvailable():
-            if self.ui.modelComboBox.currentData == LOCAL_MODEL:
+            if self._parameterNode.model == LOCAL_MODEL:
                 self.ui.statusLabel.text = _("Choose a checkpoint file first.")
             else:
                 self.ui.statusLabel.text = _("Download the model first (Download button).")
@@ -545,20 +632,21 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.targetSegmentId is None:
             self.onAddSegment()
         self._ensurePromptNodes()
-        return self.logic.targetSegmentId is not None
+        problem = self.logic.clickProblem()
+        if problem:
+            self.ui.statusLabel.text = problem[:1].upper() + problem[1:] + "."
+            return False
+        return True
 
     def onUndo(self):
-        if self.logic.canUndo:
-            with slicer.util.tryWithErrorDisplay(_("Undo failed."), show=True):
-                self.logic.undo()
-        self.updateGui()
+        if not self.logic.canUndo:
+            return
+        self._run(self.logic.undo, _("Undo failed"))
 
     def onReset(self):
         if self.runner.running or self.logic.targetSegmentId is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Reset failed."), show=True):
-            self.logic.reset()
-        self.updateGui()
+        self._run(self.logic.reset, _("Reset failed"))
 
     def onFinish(self):
         if self.runner.running or self.logic.targetSegmentId is None:
@@ -566,42 +654,58 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for placeWidget in (self.ui.positivePlaceWidget, self.ui.negativePlaceWidget):
             placeWidget.setPlaceModeEnabled(False)
         finished = self._targetName()
-        self.logic.finish()
         combo = self.ui.newSegmentComboBox
         if combo.currentText == finished and combo.currentIndex + 1 < combo.count:
             combo.setCurrentIndex(combo.currentIndex + 1)  # propose the next organ
-        self._updatingGui = True
-        try:
-            self.ui.segmentSelector.setCurrentSegmentID("")
-        finally:
-            self._updatingGui = False
+        self._parameterNode.targetSegmentId = ""  # the logic finishes the segment (its points stay stored)
         self.ui.statusLabel.text = _("Segment accepted. Choose the next name and click again to start a new segment.")
-        self.updateGui()
 
     def onCancel(self):
         self.logic.cancel()
         self.runner.cancel()
+
+    def _run(self, action, failure):
+        """Run a logic action; a failure is one message (no traceback)."""
+        try:
+            action()
+        except Exception as error:
+            self._showError(error, failure)
+        self.updateGui()
+
+    def _showError(self, error, action=""):
+        message = slicer_checks.userMessage(error, action)
+        self.ui.statusLabel.text = message.text
+        if not isinstance(error, SegAnyPETError) and message.details:
+            logging.error("SegAnyPET: %s", message.details, exc_info=(type(error), error, error.__traceback__))
+        if message.dialog:
+            slicer.util.errorDisplay(message.text, detailedText=message.details)
+
+    # ------------------------------------------------------------------ background work
+    def _pollRunner(self):
+        self.runner.poll()
+
+    def _onRunnerStateChanged(self):
+        if self.runner.running:
+            self._pollTimer.start()
+        else:
+            self._pollTimer.stop()
+            self._applyParameterNode()  # choices made while it ran
+        self.updateGui()
 
     def _showProgress(self, fraction, text):
         self.ui.progressBar.value = int(round(100 * fraction))
         self.ui.statusLabel.text = text
 
     def _onSegmentUpdated(self, timing):
-        self.ui.latencyLabel.text = _("Last change: {latency:.0f} ms (image encoder {encoder:.0f} ms, decoder and paste {click:.0f} ms, segment update {write:.0f} ms)").format(
+        self.ui.latencyLabel.text = _("Last change: {latency:.0f} ms (image encoder {encoder:.0f} ms, decoder and refinement {click:.0f} ms, segment update {write:.0f} ms)").format(
             latency=timing.get("latency_ms", 0.0), encoder=timing.get("encoder_ms", 0.0),
             click=timing.get("click_ms", 0.0), write=timing.get("write_ms", 0.0))
-        self.ui.statusLabel.text = _("{count} point(s) on segment {name}.").format(
-            count=len(self.logic.prompts), name=self._targetName())
+        status = _("{count} point(s) on segment {name}.").format(count=len(self.logic.prompts), name=self._targetName())
+        self.ui.statusLabel.text = " ".join([status] + self.logic.warnings)
         self.updateGui()
 
     def _onComputationError(self, error):
-        if type(error).__name__ == "Cancelled":
-            self.ui.statusLabel.text = _("Cancelled: the last point was removed.")
-        elif isinstance(error, SegAnyPETError):
-            self.ui.statusLabel.text = _("Point removed: {error}").format(error=error)
-        else:
-            self.ui.statusLabel.text = _("Prediction failed; the point was removed.")
-            slicer.util.errorDisplay(_("SegAnyPET could not predict the segment."), detailedText=f"{type(error).__name__}: {error}")
+        self._showError(error, _("Prediction failed; the new point(s) were removed"))
         self.updateGui()
 
     def _targetName(self):
@@ -624,12 +728,16 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if self._statisticsTable is not None and self._statisticsTable.GetScene() is None:
             self._statisticsTable = None
-        with slicer.util.tryWithErrorDisplay(_("Statistics failed."), waitCursor=True):
-            self._statisticsTable = self.logic.exportStatistics(
-                segmentation, volume, csvPath or None, suvFactor=self._suvFactor(), overwrite=True, tableNode=self._statisticsTable)
-            self.ui.statisticsTableView.setMRMLTableNode(self._statisticsTable)
-            self.ui.statusLabel.text = _("Statistics of {count} segment(s){saved}.").format(
-                count=self._statisticsTable.GetNumberOfRows(), saved=_(" saved to {path}").format(path=csvPath) if csvPath else "")
+        try:
+            with slicer.util.WaitCursor():
+                self._statisticsTable = self.logic.exportStatistics(
+                    segmentation, volume, csvPath or None, suvFactor=self._suvFactor(), overwrite=True, tableNode=self._statisticsTable)
+        except Exception as error:
+            self._showError(error, _("Statistics failed"))
+            return
+        self.ui.statisticsTableView.setMRMLTableNode(self._statisticsTable)
+        self.ui.statusLabel.text = _("Statistics of {count} segment(s){saved}.").format(
+            count=self._statisticsTable.GetNumberOfRows(), saved=_(" saved to {path}").format(path=csvPath) if csvPath else "")
 
     def onExportStatistics(self):
         segmentation = self.ui.segmentSelector.currentNode()
@@ -648,18 +756,19 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         remote = self.ui.modelComboBox.currentData not in (LOCAL_MODEL, "demo")
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
-                       self.ui.mirrorCheckBox, self.ui.clickedIslandsCheckBox, self.ui.interiorCropCheckBox,
+                       self.ui.mirrorCheckBox, self.ui.clickedIslandsOnlyCheckBox, self.ui.interiorCropCheckBox,
                        self.ui.partCheckCheckBox, self.ui.contrastEdgeCheckBox, self.ui.lesionCheckBox,
-                       self.ui.downloadModelButton, self.ui.segmentSelector, self.ui.addSegmentButton,
-                       self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
+                       self.ui.overwriteComboBox, self.ui.downloadModelButton, self.ui.segmentSelector,
+                       self.ui.addSegmentButton, self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy
-        self.ui.positivePlaceWidget.enabled = hasVolume and not busy
-        self.ui.negativePlaceWidget.enabled = hasVolume and not busy
+        self.ui.positivePlaceWidget.enabled = hasVolume
+        self.ui.negativePlaceWidget.enabled = hasVolume
         self.ui.undoButton.enabled = self.logic.canUndo
         self.ui.resetButton.enabled = hasTarget and not busy
         self.ui.finishButton.enabled = hasTarget and not busy
         self.ui.progressBar.visible = busy
         self.ui.cancelButton.visible = busy
+        self.ui.writingLabel.text = self.logic.describeWriting()
 
 
 #
@@ -672,6 +781,9 @@ class SegAnyPETLogic(ScriptedLoadableModuleLogic, slicer_logic.SegAnyPETLogic):
     def __init__(self, model="demo", device="auto"):
         ScriptedLoadableModuleLogic.__init__(self)
         slicer_logic.SegAnyPETLogic.__init__(self, model, device)
+
+    def getParameterNode(self):
+        return SegAnyPETParameterNode(super().getParameterNode())
 
 
 #
@@ -735,10 +847,11 @@ class SegAnyPETTest(ScriptedLoadableModuleTest):
         logic.setTargetSegment(segmentation, segmentIds["kidney_left"])  # its stored point comes back
         self.assertEqual(positive.GetNumberOfControlPoints(), 1)
         kidney = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentIds["kidney_left"], volume)
+        liver = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentIds["liver"], volume)
         negative.AddControlPointWorld(*positive.GetNthControlPointPositionWorld(0))
-        self.assertIsNone(logic.lastError)
         logic.undo()
         self.assertEqual(negative.GetNumberOfControlPoints(), 0)
         self.assertTrue(np.array_equal(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentIds["kidney_left"], volume), kidney))
+        self.assertTrue(np.array_equal(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentIds["liver"], volume), liver))
         logic.cleanup()
         self.delayDisplay("Test passed")

@@ -3,8 +3,9 @@
 :func:`headless_slicer` gives ``slicer.mrmlScene`` and ``slicer.modules.<name>.logic()`` for the
 Colors, Volumes, Segmentations, Markups and Tables modules, registered on a
 ``vtkSlicerApplicationLogic`` as the application does, so ``slicer.util`` helpers and
-:class:`~SegAnyPETLib.slicer_logic.SegAnyPETLogic` run in tests, batch scripts and notebooks.
-Inside Slicer it changes nothing and returns the application's scene.
+:class:`~SegAnyPETLib.slicer_logic.SegAnyPETLogic` run in tests, batch scripts and notebooks; the
+application logic also keeps the slice logics of :class:`~SegAnyPETLib.slice_view.SliceView` (an
+offscreen slice view on that scene). Inside Slicer it changes nothing and returns the application's scene.
 """
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def headless_slicer():
     scene = slicer.vtkMRMLScene()
     app_logic = slicer.vtkSlicerApplicationLogic()
     app_logic.SetMRMLScene(scene)
+    import vtk
+
+    app_logic.SetSliceLogics(vtk.vtkCollection())  # as the application: each slice view adds its slice logic
     # The color logic loads the default color tables from <home>/<share>/ColorFiles; the wheel has
     # none, so point it at an empty folder instead of letting it log an error on every scene.
     home = Path(tempfile.gettempdir()) / "seganypet-slicer-home"

@@ -65,3 +65,32 @@ def test_batch_script_fails_clearly(tmp_path):
     usage = run_script("--data", str(tmp_path), "--out", str(tmp_path / "out"), "--clicks", "0")
     assert usage.returncode == 2 and "--clicks" in usage.stderr
 
+
+
+def test_an_unexpected_failure_prints_its_traceback_then_one_line(tmp_path):
+    program = (
+        "import runpy, sys\n"
+        f"main = runpy.run_path({str(SCRIPT)!r}, run_name='batch')['main']\n"
+        "def evaluate(args):\n"
+        "    raise KeyError('a bug')\n"
+        "main.__globals__['evaluate'] = evaluate\n"
+        f"sys.exit(main(['--data', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and 'line 4, in evaluate' in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "batch_evaluate: error: KeyError: 'a bug'"
+
+
+def test_the_installed_script_finds_the_library_beside_it(tmp_path):
+    """As CMake installs it: qt-scripted-modules/SegAnyPETScripts/batch_evaluate.py next to SegAnyPETLib."""
+    modules = tmp_path / "qt-scripted-modules"
+    (modules / "SegAnyPETScripts").mkdir(parents=True)
+    installed = modules / "SegAnyPETScripts" / "batch_evaluate.py"
+    installed.write_text(SCRIPT.read_text())
+    (modules / "SegAnyPETLib").symlink_to(REPO / "SegAnyPETLib", target_is_directory=True)
+    program = f"import runpy, sys; runpy.run_path({str(installed)!r}, run_name='batch'); print(sys.path[0])"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(modules)
+    assert "SegAnyPETScripts/batch_evaluate.py" in (REPO / "SegAnyPET" / "CMakeLists.txt").read_text()

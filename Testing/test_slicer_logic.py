@@ -1,5 +1,6 @@
 """SegAnyPETLogic on Slicer's real MRML logics (slicer-core wheel): clicks, edits, undo, other
-segments and the segment editor's settings, prompts saved with the segment, statistics."""
+segments (never modified unless asked, and undo brings them back), the segment editor's masking,
+prompts saved with the segment, bad input (deleted target, volume without data), statistics."""
 from __future__ import annotations
 
 import ast
@@ -54,7 +55,7 @@ def case():
 @pytest.fixture(scope="module")
 def reference(network):
     """The library's session on the same image: what the segment must hold (embeddings cached across tests)."""
-    session = InteractiveSession(network, device="cpu", max_crops=1)
+    session = InteractiveSession(network, device="cpu")
     session.set_image(phantom(3).image)
     return session
 
@@ -77,7 +78,7 @@ class Scene:
             self.target = self.segmentation.GetSegmentation().GetSegmentIdBySegmentName("liver")
         self.segmentation.CreateDefaultDisplayNodes()
         self.positive, self.negative = addPromptNodes()
-        self.logic = SegAnyPETLogic(model, "cpu", maxCrops=1)
+        self.logic = SegAnyPETLogic(model, "cpu")
         self.logic.setInputVolume(self.volume)
         self.logic.setTargetSegment(self.segmentation, self.target)
         self.logic.setPromptNodes(self.positive, self.negative)
@@ -134,30 +135,43 @@ def test_clicks_write_the_session_result_into_the_target_segment(model, case, re
     world.logic.cleanup()
 
 
-def test_mirroring_and_the_island_option_reach_the_session(world, network, case):
+def test_options_reach_the_session_from_the_next_click(world, network, case):
+    from SegAnyPETLib.inference.config import PRESETS
+
     liver = organ_center_zyx(case.label, LABELS["liver"])
-    world.logic.setMirror(True)
+    world.logic.setOptions("bundled", max_crops=2, part_check=False, interior_crop=False)
     world.click(liver)
-    mirrored = InteractiveSession(network, device="cpu", max_crops=1, mirror=True)
-    mirrored.set_image(case.image)
-    expected = mirrored.add_click(lps(world, liver), space="lps")
+    expected_config = PRESETS["bundled"].replace(max_crops=2, part_check=False, interior_crop=False)
+    assert world.logic._session.config == expected_config
+    same = InteractiveSession(network, expected_config, device="cpu")
+    same.set_image(case.image)
+    expected = same.add_click(lps(world, liver), space="lps")
     assert np.array_equal(world.segment(), expected)
-    world.logic.setMirror(False)  # from the next click on; the segment stays as it is
-    assert not world.logic._session.mirror and np.array_equal(world.segment(), expected)
+    world.logic.setMirror(True)  # from the next click on; the segment and the session stay as they are
     world.logic.setClickedIslandsOnly(False)
-    assert not world.logic._session.clicked_islands_only and not world.logic.clickedIslandsOnly
-    assert world.logic._session.interior_crop
-    world.logic.setInteriorCrop(False)
-    assert not world.logic._session.interior_crop and not world.logic.interiorCrop
-    assert world.logic._session.part_check
-    world.logic.setPartCheck(False)
-    assert not world.logic._session.part_check and not world.logic.partCheck
-    assert world.logic._session.contrast_edge
     world.logic.setContrastEdge(False)
-    assert not world.logic._session.contrast_edge and not world.logic.contrastEdge
-    assert not world.logic._session.lesion
+    assert not world.logic._session.config.mirror and np.array_equal(world.segment(), expected)
+    config = world.logic.config  # what the next click runs with
+    assert config.mirror and config.refiners == ("touching_islands",) and config.max_crops == 2
+    world.logic.setMirror(False)  # (mirroring is 8 encoder runs: not in a quick test)
+    world.click((liver[0] + 1, liver[1], liver[2]))
+    assert world.logic._session.config == expected_config.replace(refiners=("touching_islands",))
+    with pytest.raises(SegAnyPETError, match="unknown inference option"):
+        world.logic.setOptions(no_such_option=1)
+    with pytest.raises(SegAnyPETError, match="unknown preset"):
+        world.logic.setOptions("no-such-preset")
+
+
+def test_lesion_mode_needs_lesion_refiners_and_says_so(world, case):
+    liver = organ_center_zyx(case.label, LABELS["liver"])
+    world.click(liver)  # the official options (the test model's own): no lesion refiners
+    with pytest.raises(SegAnyPETError, match="no lesion refiners"):
+        world.logic.setLesion(True)
+    assert not world.logic.lesion
+    world.logic.setOptions(lesion_refiners=("clicked_islands", "focal_uptake"))
     world.logic.setLesion(True)
-    assert world.logic._session.lesion and world.logic.lesion
+    world.click((liver[0] + 1, liver[1], liver[2]))
+    assert world.logic._session.lesion and json.loads(_tag(world))["lesion"] is True
 
 
 def _tag(world, segmentId=None):
@@ -193,6 +207,7 @@ def test_moving_and_removing_points_replay_the_clicks(world, case, reference):
 
     world.positive.RemoveAllControlPoints()
     assert not world.segment().any() and json.loads(_tag(world))["points"] == []
+    assert world.logic.predictions == 6  # placed, placed, dropped, moved by a script, removed, all removed
 
 
 def test_undo_restores_the_segment_and_the_points(world, case):
@@ -204,6 +219,7 @@ def test_undo_restores_the_segment_and_the_points(world, case):
     world.logic.undo()
     assert np.array_equal(world.segment(), after_one)
     assert world.positive.GetNumberOfControlPoints() == 1 and world.negative.GetNumberOfControlPoints() == 0
+    assert [p["label"] for p in json.loads(_tag(world))["points"]] == [1]  # the stored points too
     world.logic.undo()
     assert not world.segment().any() and world.positive.GetNumberOfControlPoints() == 0
     assert not world.logic.canUndo
@@ -237,13 +253,43 @@ def test_bad_targets_are_refused(world):
     logic.cleanup()
 
 
+def test_a_deleted_target_segment_gives_a_clear_message(world, case):
+    liver = organ_center_zyx(case.label, LABELS["liver"])
+    world.click(liver)
+    world.segmentation.GetSegmentation().RemoveSegment(world.target)
+    world.negative.AddControlPointWorld(*world.ras((liver[0] + 2, liver[1], liver[2])))
+    assert isinstance(world.logic.lastError, SegAnyPETError) and "target segment was deleted" in str(world.logic.lastError)
+    assert world.negative.GetNumberOfControlPoints() == 0  # the point went away with the message
+    assert world.logic.clickProblem().startswith("the target segment was deleted")
+
+
+def test_a_volume_without_image_data_keeps_selector_and_logic_in_step(world, case):
+    empty = world.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "not loaded yet")
+    world.logic.setInputVolume(empty)  # accepted, as a volume selector shows it
+    assert world.logic.inputVolume is empty and "has no image data yet" in world.logic.clickProblem()
+    world.positive.AddControlPointWorld(*world.ras(organ_center_zyx(case.label, LABELS["liver"])))
+    assert "has no image data yet" in str(world.logic.lastError) and world.positive.GetNumberOfControlPoints() == 0
+    empty.SetAndObserveImageData(world.volume.GetImageData())  # the data arrives
+    empty.CopyOrientation(world.volume)
+    assert world.logic.clickProblem() is None
+    world.click(organ_center_zyx(case.label, LABELS["liver"]))
+    assert world.segment().any()
+
+
+def test_prompt_lists_are_reused_not_duplicated(world):
+    count = world.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")
+    again = addPromptNodes()  # e.g. the module reloaded
+    assert again == (world.positive, world.negative)
+    assert world.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == count
+
+
 # ----------------------------------------------------------------------------------------- other segments
 def _fill(world, segmentId, mask):
     slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), world.segmentation, segmentId, world.volume)
 
 
-@pytest.mark.parametrize("mode", ["OverwriteAllSegments", "OverwriteVisibleSegments", "OverwriteNone", "masking"])
-def test_other_segments_change_only_as_the_segment_editor_says(world, case, reference, mode):
+@pytest.mark.parametrize("mode", ["none", "visible", "all", "masking"])
+def test_other_segments_change_only_as_asked_and_undo_brings_them_back(world, case, reference, mode):
     liver = organ_center_zyx(case.label, LABELS["liver"])
     prediction = expected_after(reference, world, [(liver, True)]).astype(bool)
     # one segment overlapping half of the prediction, one far away, one overlapping but hidden
@@ -258,12 +304,17 @@ def test_other_segments_change_only_as_the_segment_editor_says(world, case, refe
     for name, mask in zip(ids, (overlap, far, hidden)):
         _fill(world, ids[name], mask)
     world.segmentation.GetDisplayNode().SetSegmentVisibility(ids["spleen"], False)
+    # The Segment Editor's own settings say "overwrite all": they do not decide for SegAnyPET's clicks.
     editor = world.scene.AddNode(slicer.vtkMRMLSegmentEditorNode())
-    editor.SetSingletonTag("SegmentEditor")  # the Segment Editor module's parameter node
+    editor.SetSingletonTag("SegmentEditor")
+    editor.SetOverwriteMode(editor.OverwriteAllSegments)
     if mode == "masking":
         editor.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideVisibleSegments)
     else:
-        editor.SetOverwriteMode(getattr(slicer.vtkMRMLSegmentEditorNode, mode))
+        world.logic.setOverwriteMode(mode)
+    assert world.logic.describeWriting().startswith({"none": "Other segments are not modified", "masking": "Other segments are not modified",
+                                                     "visible": "The segment's voxels are removed from the visible",
+                                                     "all": "The segment's voxels are removed from every"}[mode])
 
     world.click(liver)
 
@@ -271,14 +322,19 @@ def test_other_segments_change_only_as_the_segment_editor_says(world, case, refe
     kidney, brain, spleen = (world.segment(ids[n]).astype(bool) for n in ("kidney_left", "brain", "spleen"))
     assert np.array_equal(brain, far)  # never touched
     if mode == "masking":  # only voxels outside the visible segments are editable; nothing overwritten
+        assert "outside visible segments" in world.logic.describeWriting()
         assert np.array_equal(target, prediction & ~overlap & ~far)
         assert np.array_equal(kidney, overlap) and np.array_equal(spleen, hidden)
-        return
-    assert np.array_equal(target, prediction)
-    expected_kidney = overlap & ~prediction if mode in ("OverwriteAllSegments", "OverwriteVisibleSegments") else overlap
-    expected_spleen = hidden & ~prediction if mode == "OverwriteAllSegments" else hidden
-    assert np.array_equal(kidney, expected_kidney)
-    assert np.array_equal(spleen, expected_spleen)
+    else:
+        assert np.array_equal(target, prediction)
+        expected_kidney = overlap & ~prediction if mode in ("visible", "all") else overlap
+        expected_spleen = hidden & ~prediction if mode == "all" else hidden
+        assert np.array_equal(kidney, expected_kidney)
+        assert np.array_equal(spleen, expected_spleen)
+    world.logic.undo()  # everything the click changed comes back, other segments included
+    assert not world.segment().any()
+    for name, mask in zip(ids, (overlap, far, hidden)):
+        assert np.array_equal(world.segment(ids[name]).astype(bool), mask), name
 
 
 def test_segment_editor_intensity_range_limits_the_segment(world, case, reference):
@@ -346,13 +402,16 @@ def test_finish_releases_the_segment_and_a_new_target_starts_empty(world, case):
     assert world.positive.GetNumberOfControlPoints() == 0 and world.logic.targetSegmentId is None
     kidney = addSegment(world.segmentation, "kidney_left")
     world.logic.setTargetSegment(world.segmentation, kidney)
+    world.logic.setOptions(lesion_refiners=("clicked_islands", "focal_uptake"))
     world.logic.setLesion(True)  # a new segment keeps the current mode; this one is made in lesion mode
     world.click(organ_center_zyx(case.label, LABELS["kidney_left"]))
     assert world.segment(kidney).any() and json.loads(_tag(world, kidney))["lesion"] is True
     world.logic.setTargetSegment(world.segmentation, world.target)  # back: its points come back
     assert world.positive.GetNumberOfControlPoints() == 1
-    assert np.array_equal(world.segment(), first & ~world.segment(kidney))
-    assert not world.logic.lesion and not world.logic._session.lesion  # as the liver was made
+    assert np.array_equal(world.segment(), first)  # the kidney's clicks did not modify it (the default)
+    assert not world.logic.lesion  # as the liver was made; the session follows from the next click
+    world.click((liver[0] + 1, liver[1], liver[2]))
+    assert not world.logic._session.lesion
     world.logic.setTargetSegment(world.segmentation, kidney)
     assert world.logic.lesion
 
@@ -415,25 +474,33 @@ def test_mrml_segmenter_gives_the_same_masks_as_the_library(network, case):
 
     headless_slicer()
     truth = sitk.GetArrayFromImage(case.label) == LABELS["kidney_left"]
-    # The defaults, then a session switch and lesion mode for the target (passed on by name).
-    for lesions, options in (((), {}), (("kidney_left",), {"part_check": False})):
+    # The defaults, then a preset with options and lesion mode for the target (passed on by name).
+    for lesions, preset, options in (((), None, {}), (("kidney_left",), "bundled", {"part_check": False, "max_crops": 2})):
         results = []
-        library = ModelSegmenter(network, device="cpu", lesion_targets=lesions, **options)
-        library.session.max_crops = 1
-        slicer_side = MRMLSegmenter(network, "cpu", maxCrops=1, lesionTargets=lesions, **options)
+        library = ModelSegmenter(network, device="cpu", preset=preset, lesion_targets=lesions, **options)
+        slicer_side = MRMLSegmenter(network, "cpu", preset=preset, lesionTargets=lesions, **options)
         for segmenter in (slicer_side, library):
             segmenter.set_image(case.image)
             results.append(run_protocol(segmenter, truth, [1, 2], np.random.default_rng(5), "kidney_left"))
-        assert slicer_side.logic.lesion == bool(lesions) and slicer_side.logic.partCheck == (not options)
+        assert slicer_side.logic.lesion == bool(lesions) and slicer_side.logic._session.config == library.session.config
         for count in (1, 2):
             assert np.array_equal(results[0][count], results[1][count])
 
 
 # ----------------------------------------------------------------------------------------- no GUI
-def test_the_logic_imports_no_qt_or_ctk():
-    tree = ast.parse((REPO / "SegAnyPETLib" / "slicer_logic.py").read_text())
+SLICER_LIBRARY = ("slicer_logic", "slicer_steps", "slicer_prompts", "slicer_nodes", "slicer_segment_writer",
+                  "slicer_statistics", "slicer_batch", "slicer_runner", "slicer_checks", "slicer_headless", "slice_view",
+                  "slicer_bench", "requirements")
+
+
+@pytest.mark.parametrize("name", SLICER_LIBRARY)
+def test_the_slicer_library_imports_no_qt_or_ctk_and_stays_small(name):
+    path = REPO / "SegAnyPETLib" / f"{name}.py"
+    source = path.read_text()
+    tree = ast.parse(source)
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"qt", "ctk", "PythonQt"}
-    assert "slicer.ScriptedLoadableModule" not in (REPO / "SegAnyPETLib" / "slicer_logic.py").read_text()
+    assert "slicer.ScriptedLoadableModule" not in source
+    assert len(source.splitlines()) <= 500, f"{path.name}: split it by job"
     assert "qt" not in sys.modules

@@ -1,5 +1,8 @@
-"""The Slicer module without Slicer: its .ui file holds every widget the code uses, the module
-compiles, its shortcuts and slots exist, and the extension's CMake files and icons are complete."""
+"""The Slicer module without Slicer (desktop Slicer is not installable here, so the widget is checked
+statically): its .ui file holds every widget the code uses, the module compiles, its shortcuts and
+slots exist, the version gate, the parameter node, the deferred place-mode check, one message per
+error, one source of requirements, and the extension's CMake files and icons are complete. What the
+widget decides is decided in Qt-free code that Testing/test_slicer_checks.py runs."""
 from __future__ import annotations
 
 import ast
@@ -56,6 +59,7 @@ def test_every_widget_the_code_uses_is_in_the_ui_file(ui, source):
     assert names["positivePlaceWidget"] == names["negativePlaceWidget"] == "qSlicerMarkupsPlaceWidget"
     assert names["statisticsTableView"] == "qMRMLTableView"
     assert names["progressBar"] == "QProgressBar"
+    assert names["overwriteComboBox"] == "QComboBox"
 
 
 def test_the_ui_file_is_a_complete_designer_file(ui):
@@ -83,6 +87,20 @@ def test_the_module_compiles_without_qt(tmp_path):
     assert "qt" not in sys.modules
 
 
+def method(tree, name) -> ast.FunctionDef:
+    return next(node for node in widget_class(tree).body if isinstance(node, ast.FunctionDef) and node.name == name)
+
+
+def calls(node) -> set:
+    """Names of the functions and methods called in ``node``."""
+    found = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            found.add(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+    return found
+
+
 def test_shortcuts_and_connected_slots_exist(tree, source):
     methods = {node.name for node in widget_class(tree).body if isinstance(node, ast.FunctionDef)}
     shortcuts = module_constant(tree, "SHORTCUTS")
@@ -93,17 +111,52 @@ def test_shortcuts_and_connected_slots_exist(tree, source):
     assert connected and connected <= methods
 
 
-def test_python_requirements_match_the_package(tree):
-    import tomllib
+def test_shortcuts_leave_text_fields_alone(tree, source):
+    # installed with a focus watcher that turns them off while a text field has the focus
+    install = ast.get_source_segment(source, method(tree, "_installShortcuts"))
+    assert 'connect("focusChanged(QWidget*,QWidget*)", self._onFocusChanged)' in install
+    assert "shortcutsAllowed" in calls(method(tree, "_onFocusChanged"))
+    assert "focusChanged(QWidget*,QWidget*)" in ast.get_source_segment(source, method(tree, "_removeShortcuts"))
 
-    requirements = module_constant(tree, "PYTHON_REQUIREMENTS")
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    needed = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower(): d for d in declared}
-    needed.pop("torch")  # from the PyTorch extension
-    needed.pop("numpy")  # part of Slicer
-    assert sorted(r.lower() for r in requirements.values()) == sorted(d.lower() for d in needed.values())
-    torch_requirement = next(d for d in declared if d.startswith("torch"))
-    assert torch_requirement == "torch" + module_constant(tree, "TORCH_REQUIREMENT")
+
+def test_the_version_gate_comes_first_in_setup(tree):
+    setup = method(tree, "setup")
+    order = [c.func.attr for c in ast.walk(setup) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)]
+    assert "slicerVersionProblem" in order and "loadUI" in order
+    assert order.index("slicerVersionProblem") < order.index("loadUI")
+    assert any(isinstance(node, ast.Return) for node in ast.walk(setup))  # and stops there
+
+
+def test_no_error_display_that_reraises(source):
+    assert "tryWithErrorDisplay" not in source  # it shows a dialog and raises again: a second dialog, a traceback
+    assert "userMessage" in source
+
+
+def test_place_mode_check_runs_after_the_place_widget_signal(tree):
+    handler = method(tree, "_onPlaceModeChanged")
+    assert "singleShot" in calls(handler)
+    assert not calls(handler) & {"_readyToClick", "ensureDependencies", "errorDisplay", "confirmOkCancelDisplay"}
+    assert "_readyToClick" in calls(method(tree, "_checkPlaceMode"))
+    assert "setPlaceModeEnabled" in calls(method(tree, "_checkPlaceMode"))  # place mode and its button follow
+
+
+def test_parameter_node_holds_what_a_scene_reopens_with(tree, source):
+    wrapper = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SegAnyPETParameterNode")
+    assert any(getattr(d, "id", None) == "parameterNodeWrapper" for d in wrapper.decorator_list)
+    fields = {node.target.id for node in wrapper.body if isinstance(node, ast.AnnAssign)}
+    assert {"inputVolume", "model", "modelFile", "device", "preset", "options", "targetSegmentation",
+            "targetSegmentId", "lesion", "overwriteMode"} <= fields
+    assert "SegAnyPETParameterNode(super().getParameterNode())" in source
+    # the remembered device is written only when the user changes the device
+    assert '_remember("device"' in ast.get_source_segment(source, method(tree, "onDeviceChanged"))
+    assert source.count('_remember("device"') == 1
+
+
+def test_requirements_come_from_one_source(tree, source):
+    names = {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+             if isinstance(target, ast.Name)}
+    assert not names & {"PYTHON_REQUIREMENTS", "TORCH_REQUIREMENT"}  # no second list in the widget
+    assert "requirements.check()" in source and "installPlan" in source and "installFailure" in source
 
 
 def test_model_choices_are_registry_models(tree):
@@ -123,6 +176,11 @@ def test_extension_cmake_files_and_icons():
     module = (REPO / "SegAnyPET" / "CMakeLists.txt").read_text()
     assert "slicerMacroBuildScriptedModule(" in module and "WITH_GENERIC_TESTS" in module
     assert "SegAnyPETLib/*.py" in module and "Resources/Models/seganypet_demo_tiny.pt" in module
+    # the batch script and the requirements are installed with the extension
+    assert "Scripts/batch_evaluate.py" in module and "SegAnyPETScripts/batch_evaluate.py)" in module
+    assert "pyproject.toml ${SEGANYPET_MODULE_BUILD_DIR}/SegAnyPETLib/pyproject.toml" in module
+    screenshot = re.search(r'set\(EXTENSION_SCREENSHOTURLS "[^"]*/main/([^"]+)"\)', top).group(1)
+    assert (REPO / screenshot).is_file() and screenshot == "docs/images/slicer_screenshot.png"
     resources = re.search(r"set\(MODULE_PYTHON_RESOURCES(.*?)\)", module, re.S).group(1).split()
     for resource in resources:
         assert (REPO / "SegAnyPET" / resource.replace("${MODULE_NAME}", "SegAnyPET")).is_file(), resource

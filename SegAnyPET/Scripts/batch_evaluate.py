@@ -13,7 +13,9 @@ With plain Python and the ``slicer-core`` wheel (``pip install slicer-core``), t
 
     python SegAnyPET/Scripts/batch_evaluate.py --data Dataset501_PETPhantom --model demo --out results/slicer
 
-Exits with 0 on success, 2 with a one-line message on bad input, 1 on any other failure.
+The extension installs this script as ``<extension>/lib/Slicer-X.Y/qt-scripted-modules/SegAnyPETScripts/batch_evaluate.py``.
+Exits with 0 on success, 2 with a one-line message on bad input, 1 on any other failure (after its
+traceback).
 """
 from __future__ import annotations
 
@@ -22,14 +24,18 @@ import logging
 import sys
 from pathlib import Path
 
-REPOSITORY = Path(__file__).resolve().parents[2]
-if (REPOSITORY / "SegAnyPETLib").is_dir() and str(REPOSITORY) not in sys.path:
-    sys.path.insert(0, str(REPOSITORY))
+# The library: beside this script's folder in the installed extension (qt-scripted-modules/SegAnyPETScripts),
+# at the top of the repository in a source checkout (SegAnyPET/Scripts).
+for _folder in Path(__file__).resolve().parents[1:3]:
+    if (_folder / "SegAnyPETLib").is_dir():
+        if str(_folder) not in sys.path:
+            sys.path.insert(0, str(_folder))
+        break
 
 
 def build_parser() -> argparse.ArgumentParser:
     from SegAnyPETLib.commands.evaluate import parse_clicks, parse_lesion_targets
-    from SegAnyPETLib.commands.session_flags import add_session_flags
+    from SegAnyPETLib.commands.inference_args import add_inference_arguments
 
     parser = argparse.ArgumentParser(
         prog="batch_evaluate.py",
@@ -43,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", help="comma-separated target names (default: every label)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated clicks")
     parser.add_argument("--shard", help="i/n: evaluate every n-th case starting at i (0-based)")
-    add_session_flags(parser)  # as in seganypet evaluate
+    add_inference_arguments(parser)  # --preset and --set, as in seganypet evaluate
     parser.add_argument("--lesion-targets", type=parse_lesion_targets, default=[], metavar="NAMES",
                         help="comma-separated targets segmented as lesions, as seganypet evaluate --lesion-targets")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -53,17 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from SegAnyPETLib.commands.session_flags import session_options
-    from SegAnyPETLib.evaluate import evaluate_dataset, method_name
+    from SegAnyPETLib.checkpoints import load_model
+    from SegAnyPETLib.commands.inference_args import inference_options
+    from SegAnyPETLib.evaluate import evaluate_dataset
+    from SegAnyPETLib.slicer_batch import MRMLSegmenter
     from SegAnyPETLib.slicer_headless import headless_slicer
-    from SegAnyPETLib.slicer_logic import MRMLSegmenter
 
     headless_slicer()  # inside Slicer: the application's scene
     targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
-    options = session_options(args)
+    preset, overrides = inference_options(args)
     evaluate_dataset(
-        lambda: [MRMLSegmenter(args.model, args.device, name=method_name(args.model, args.lesion_targets, **options),
-                               lesionTargets=args.lesion_targets, **options)],
+        lambda: [MRMLSegmenter(load_model(args.model, args.device), args.device, preset=preset,
+                               lesionTargets=args.lesion_targets, **overrides)],
         args.data,
         args.out,
         args.clicks,
@@ -96,8 +103,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("batch_evaluate: cancelled", file=sys.stderr)
         return 130
-    except Exception as error:  # one line for the user, the traceback in the log
-        logging.getLogger(__name__).debug("batch evaluation failed", exc_info=True)
+    except Exception as error:  # an unexpected failure: its traceback (printed: logged at ERROR), then one line
+        logging.getLogger("batch_evaluate").error("batch evaluation failed", exc_info=True)
         print(f"batch_evaluate: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print((Path(args.out) / "summary.md").read_text() if not args.shard else f"shard {args.shard} written to {args.out}")

@@ -1,18 +1,22 @@
-"""Render the click walkthrough of docs/slicer.md and the extension icon from the headless Slicer logic.
+"""Render docs/slicer.md's click walkthrough, the extension screenshot and the icons from real slice views.
 
-A synthetic FDG-PET phantom is loaded into a volume node; three clicks are placed in the markups
-point lists exactly as a user would place them in Slicer (the first in the liver, each next one at
-the centre of the largest remaining error), and after each click the segment is read back from
-the segmentation node and drawn on the coronal slice through the click::
+A synthetic FDG-PET phantom is loaded into a volume node; the module's logic listens to the point
+lists; an offscreen Slicer slice view (:class:`SegAnyPETLib.slice_view.SliceView`: slicer-core's
+slice logic, displayable managers and markups widgets) receives synthetic left clicks in place
+mode, exactly as a user's clicks: the first in the liver, each next one at the centre of the largest
+remaining error (a positive point in a missed part, a negative one in a leak). After each click the
+view through it is saved: the PET, the segment as Slicer draws it, the phantom's true liver as a
+blue outline (a second segmentation) and the points::
 
     python SegAnyPET/Scripts/render_docs_images.py --model demo --out docs/images
     python SegAnyPET/Scripts/render_docs_images.py --icons   # SegAnyPET.png and the module icon
 
-Needs the ``slicer-core`` wheel (or runs inside Slicer) and matplotlib.
+Needs the ``slicer-core`` wheel (or runs inside Slicer); renders offscreen (no display needed).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -22,10 +26,10 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))
 
-SUV_WINDOW = (0.0, 8.0)
-SEGMENT_COLOR = "#ff7f0e"
-TRUTH_COLOR = "#1f77b4"
-POINT_COLORS = {True: "#22cc22", False: "#ee2222"}
+SUV_WINDOW = (8.0, 4.0)  # window, level: SUV 0 to 8
+TRUTH_COLOR = (0.25, 0.55, 1.0)
+SCREENSHOT = REPOSITORY / "docs" / "images" / "slicer_screenshot.png"
+ICONS = (REPOSITORY / "SegAnyPET.png", REPOSITORY / "SegAnyPET" / "Resources" / "Icons" / "SegAnyPET.png")
 
 
 def next_click(mask: np.ndarray, truth: np.ndarray, spacing_zyx) -> tuple:
@@ -46,126 +50,114 @@ def next_click(mask: np.ndarray, truth: np.ndarray, spacing_zyx) -> tuple:
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(depth)), region.shape)), positive
 
 
-def draw_slice(path: Path, suv: np.ndarray, mask: np.ndarray, truth: np.ndarray, spacing, clicks, title: str) -> None:
-    """Coronal slice through the last click: PET (inverted grey), truth (blue, dashed), segment (orange), points."""
-    import matplotlib
+class Walkthrough:
+    """The phantom, its true liver, the target segment, the logic and slice views, in one scene."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def __init__(self, model: str, seed: int, organ: str, device: str) -> None:
+        import SimpleITK as sitk
+        import slicer
 
-    row = clicks[-1][0][1]
-    sx, _, sz = spacing
-    nz, _, nx = suv.shape
-    extent = (0, nx * sx, 0, nz * sz)
-    rows = np.flatnonzero(truth.any(axis=(1, 2)) | mask.any(axis=(1, 2)))
-    low, high = max(rows.min() - 25, 0), min(rows.max() + 25, nz - 1)
-    fig, axes = plt.subplots(figsize=(4.2, 4.2), dpi=120)
-    axes.imshow(suv[:, row, :], cmap="gray_r", vmin=SUV_WINDOW[0], vmax=SUV_WINDOW[1], origin="lower", extent=extent)
-    x, z = (np.arange(nx) + 0.5) * sx, (np.arange(nz) + 0.5) * sz
-    if truth[:, row, :].any():
-        axes.contour(x, z, truth[:, row, :].astype(float), levels=[0.5], colors=[TRUTH_COLOR], linewidths=1.0, linestyles="--")
-    if mask[:, row, :].any():
-        axes.contour(x, z, mask[:, row, :].astype(float), levels=[0.5], colors=[SEGMENT_COLOR], linewidths=1.6)
-    for number, ((k, j, i), positive) in enumerate(clicks, start=1):
-        near = abs(j - row) <= 2  # points on nearby slices are drawn faint
-        axes.plot((i + 0.5) * sx, (k + 0.5) * sz, marker="o", markersize=8, color=POINT_COLORS[positive],
-                  markeredgecolor="white", alpha=1.0 if near else 0.35)
-        axes.annotate(str(number), ((i + 0.5) * sx, (k + 0.5) * sz), textcoords="offset points", xytext=(6, 4),
-                      fontsize=8, color=POINT_COLORS[positive], alpha=1.0 if near else 0.5)
-    axes.set_ylim(low * sz, high * sz)
-    axes.set_title(title, fontsize=8)
-    axes.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        from SegAnyPETLib.labels import LABELS
+        from SegAnyPETLib.phantom.generate import generate_case
+        from SegAnyPETLib.slicer_headless import headless_slicer
+        from SegAnyPETLib.slicer_logic import SegAnyPETLogic, addPromptNodes, addSegment, addVolumeFromImage, volumeIjkToRas
+
+        headless_slicer()
+        self.case = generate_case(seed)
+        self.organ = organ
+        self.truth = sitk.GetArrayFromImage(self.case.label) == LABELS[organ]
+        self.volume = addVolumeFromImage(self.case.image, "PET")
+        truth = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Phantom truth")
+        truth.CreateDefaultDisplayNodes()
+        truth.SetReferenceImageGeometryParameterFromVolumeNode(self.volume)
+        truthId = truth.GetSegmentation().AddEmptySegment("truth", "true " + organ, TRUTH_COLOR)
+        slicer.util.updateSegmentBinaryLabelmapFromArray(self.truth.astype(np.uint8), truth, truthId, self.volume)
+        truth.GetDisplayNode().SetOpacity2DFill(0.0)  # outline only
+        truth.GetDisplayNode().SetSliceIntersectionThickness(2)
+        self.segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+        self.segmentation.CreateDefaultDisplayNodes()
+        self.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(self.volume)
+        self.segmentation.GetDisplayNode().SetSliceIntersectionThickness(2)
+        self.segmentId = addSegment(self.segmentation, organ)
+        self.positive, self.negative = addPromptNodes()
+        for node in (self.positive, self.negative):
+            node.GetDisplayNode().SetGlyphScale(2.5)
+        self.logic = SegAnyPETLogic(model, device)
+        self.logic.setInputVolume(self.volume)
+        self.logic.setTargetSegment(self.segmentation, self.segmentId)
+        self.logic.setPromptNodes(self.positive, self.negative)
+        self.ijkToRas = volumeIjkToRas(self.volume)
+        self.placed = []
+
+    def ras(self, zyx):
+        return list((self.ijkToRas @ [zyx[2], zyx[1], zyx[0], 1.0])[:3])
+
+    def view(self, orientation: str, size, zoom: float, center_zyx, name: str = "Red"):
+        from SegAnyPETLib.slice_view import SliceView
+
+        view = SliceView(name=name, size=size, orientation=orientation)
+        view.setBackground(self.volume, *SUV_WINDOW)
+        view.zoom(zoom, self.ras(center_zyx))
+        return view
+
+    def mask(self) -> np.ndarray:
+        import slicer
+
+        return slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentation, self.segmentId, self.volume) > 0
+
+    def click(self, view, zyx, positive: bool) -> None:
+        """A left click in place mode on the slice through ``zyx``, as a user makes it."""
+        point = self.ras(zyx)
+        view.showSliceThrough(point)
+        view.setPlaceMode(self.positive if positive else self.negative)
+        view.click(point)
+        view.setViewMode()
+        if self.logic.lastError is not None:
+            raise SystemExit(f"click at voxel {zyx} failed: {self.logic.lastError}")
+        self.placed.append((zyx, positive))
 
 
 def walkthrough(model: str, out: Path, seed: int, organ: str, clicks: int, device: str) -> None:
-    import SimpleITK as sitk
-    import slicer
-
-    from SegAnyPETLib.labels import LABELS, display_name
+    from SegAnyPETLib.labels import display_name
     from SegAnyPETLib.metrics import dice
-    from SegAnyPETLib.phantom.generate import generate_case
-    from SegAnyPETLib.slicer_headless import headless_slicer
-    from SegAnyPETLib.slicer_logic import SegAnyPETLogic, addPromptNodes, addSegment, addVolumeFromImage, volumeIjkToRas
 
-    headless_slicer()
-    case = generate_case(seed)
-    suv = sitk.GetArrayFromImage(case.image)
-    truth = sitk.GetArrayFromImage(case.label) == LABELS[organ]
-    spacing = case.image.GetSpacing()
-    volume = addVolumeFromImage(case.image, "PET")
-    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
-    segmentation.CreateDefaultDisplayNodes()
-    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-    segmentId = addSegment(segmentation, organ)
-    positive, negative = addPromptNodes()
-    logic = SegAnyPETLogic(model, device)
-    logic.setInputVolume(volume)
-    logic.setTargetSegment(segmentation, segmentId)
-    logic.setPromptNodes(positive, negative)
-    ijk_to_ras = volumeIjkToRas(volume)
-
-    mask = np.zeros_like(truth)
-    placed = []
+    scene = Walkthrough(model, seed, organ, device)
+    center = tuple(int(v) for v in np.mean(np.argwhere(scene.truth), axis=0))
+    view = scene.view("Coronal", (420, 420), 2.6, center)
     out.mkdir(parents=True, exist_ok=True)
+    spacing_zyx = scene.case.image.GetSpacing()[::-1]
     for number in range(1, clicks + 1):
-        zyx, is_positive = next_click(mask, truth, spacing[::-1])
-        node = positive if is_positive else negative
-        node.AddControlPointWorld(*(ijk_to_ras @ [zyx[2], zyx[1], zyx[0], 1.0])[:3])
-        if logic.lastError is not None:
-            raise SystemExit(f"click {number} failed: {logic.lastError}")
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume) > 0
-        placed.append((zyx, is_positive))
-        title = (f"Click {number}: {'positive' if is_positive else 'negative'} point - {display_name(organ)} "
-                 f"Dice {dice(mask, truth):.2f}, {logic.timing['latency_ms']:.0f} ms")
-        draw_slice(out / f"slicer_click_{number}.png", suv, mask, truth, spacing, placed, title)
-        print(f"{out / f'slicer_click_{number}.png'}: {title}")
-    logic.cleanup()
+        zyx, positive = next_click(scene.mask(), scene.truth, spacing_zyx)
+        scene.click(view, zyx, positive)
+        score = dice(scene.mask(), scene.truth)
+        view.setCaption(f"Click {number}: {'positive' if positive else 'negative'} point, {display_name(organ)} "
+                        f"Dice {score:.2f}, {scene.logic.timing['latency_ms']:.0f} ms", size=13)
+        path = view.save(out / f"slicer_click_{number}.png")
+        print(f"{path}: click {number} at voxel {zyx}, Dice {score:.3f}")
+    # The extension screenshot: the coronal and the axial view through the last click, side by side.
+    axial = scene.view("Axial", (420, 420), 1.9, scene.placed[-1][0], name="Yellow")
+    axial.showSliceThrough(scene.ras(scene.placed[-1][0]))
+    view.setCaption(f"SegAnyPET: {display_name(organ)} after {clicks} clicks (coronal)", size=13)
+    axial.setCaption("axial", size=13)
+    gap = np.full((420, 4, 3), 40, dtype=np.uint8)
+    screenshot = np.concatenate([view.capture(), gap, axial.capture()], axis=1)
+    print(view.save(SCREENSHOT if out == SCREENSHOT.parent else out / SCREENSHOT.name, screenshot))
+    for v in (view, axial):
+        v.cleanup()
+    scene.logic.cleanup()
 
 
-def icons(seed: int) -> None:
-    """A coronal PET MIP (inverted grey) with the liver outline and a positive click, 128 x 128 pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import SimpleITK as sitk
-    from scipy import ndimage
-
-    from SegAnyPETLib.labels import LABELS
-    from SegAnyPETLib.phantom.generate import generate_case
-
-    case = generate_case(seed)
-    suv = sitk.GetArrayFromImage(case.image)
-    liver = sitk.GetArrayFromImage(case.label) == LABELS["liver"]
-    sx, _, sz = case.image.GetSpacing()
-    mip = suv.max(axis=1)
-    liver_mip = liver.any(axis=1)
-    rows = np.flatnonzero(mip.max(axis=1) > 0.3)
-    columns = np.flatnonzero(mip.max(axis=0) > 0.3)
-    # a square (in millimetres) from just below the liver upwards
-    height = int((columns.max() - columns.min() + 1) * sx / sz)
-    bottom = max(int(np.flatnonzero(liver_mip.any(axis=1)).min()) - 12, 0)
-    top = min(bottom + height, rows.max())
-    k, i = np.unravel_index(int(np.argmax(ndimage.distance_transform_edt(liver_mip))), liver_mip.shape)
-    for path in (REPOSITORY / "SegAnyPET.png", REPOSITORY / "SegAnyPET" / "Resources" / "Icons" / "SegAnyPET.png"):
-        fig = plt.figure(figsize=(1, 1), dpi=128)
-        axes = fig.add_axes([0, 0, 1, 1])
-        extent = (columns.min() * sx, (columns.max() + 1) * sx, bottom * sz, (top + 1) * sz)
-        axes.imshow(mip[bottom : top + 1, columns.min() : columns.max() + 1], cmap="gray_r", vmin=0, vmax=6,
-                    origin="lower", extent=extent, aspect="auto", interpolation="bilinear")
-        x = (np.arange(columns.min(), columns.max() + 1) + 0.5) * sx
-        z = (np.arange(bottom, top + 1) + 0.5) * sz
-        axes.contour(x, z, liver_mip[bottom : top + 1, columns.min() : columns.max() + 1].astype(float), levels=[0.5],
-                     colors=[SEGMENT_COLOR], linewidths=2.2)
-        axes.plot((i + 0.5) * sx, (k + 0.5) * sz, marker="o", markersize=9, color=POINT_COLORS[True], markeredgecolor="white",
-                  markeredgewidth=1.5)
-        axes.set_axis_off()
-        fig.savefig(path, dpi=128)
-        plt.close(fig)
-        print(path)
+def icons(model: str, seed: int, device: str) -> None:
+    """The extension and module icons, 128 x 128: a real slice view of the liver after one click."""
+    scene = Walkthrough(model, seed, "liver", device)
+    zyx, _ = next_click(scene.mask(), scene.truth, scene.case.image.GetSpacing()[::-1])
+    view = scene.view("Coronal", (128, 128), 2.4, zyx)
+    scene.click(view, zyx, True)
+    image = view.capture()
+    for path in ICONS:
+        print(view.save(path, image))
+    view.cleanup()
+    scene.logic.cleanup()
 
 
 def main(argv=None) -> int:
@@ -176,10 +168,11 @@ def main(argv=None) -> int:
     parser.add_argument("--organ", default="liver", help="target of the walkthrough")
     parser.add_argument("--clicks", type=int, default=3)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--icons", action="store_true", help="draw the extension and module icons instead")
+    parser.add_argument("--icons", action="store_true", help="render the extension and module icons instead")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.icons:
-        icons(args.seed)
+        icons(args.model, args.seed, args.device)
     else:
         walkthrough(args.model, Path(args.out), args.seed, args.organ, args.clicks, args.device)
     return 0
