@@ -12,7 +12,8 @@ from SegAnyPETLib.errors import SegAnyPETError
 from SegAnyPETLib.labels import LABELS, SEEN_ORGANS
 from SegAnyPETLib.metrics import dice
 from SegAnyPETLib.phantom import generate_case
-from SegAnyPETLib.phantom.anatomy import Patient, Tissue, build_anatomy
+from SegAnyPETLib.phantom.anatomy import build_anatomy
+from SegAnyPETLib.phantom.body import Patient, Tissue
 from SegAnyPETLib.phantom.noisy_labels import label_dice, simulate_noisy_labels
 from SegAnyPETLib.phantom.scanner import ScannerModel, acquire, bed_sensitivity
 from SegAnyPETLib.phantom.uptake import UPTAKE, sample_suv, uptake_table_markdown

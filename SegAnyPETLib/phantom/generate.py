@@ -8,7 +8,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..labels import LABELS
-from .anatomy import Tissue, build_anatomy
+from .anatomy import build_anatomy
+from .body import Tissue
 from .noisy_labels import DEFAULT_SEVERITY, label_dice, simulate_noisy_labels
 from .scanner import ScannerModel, acquire
 from .uptake import activity_map, sample_suv

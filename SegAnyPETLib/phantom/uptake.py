@@ -28,7 +28,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .anatomy import Anatomy, Tissue
+from .anatomy import Anatomy
+from .body import Tissue
 from .scanner import nonzero_box
 from .shapes import Grid
 
