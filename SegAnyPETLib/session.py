@@ -23,21 +23,18 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
 from .checkpoints import check_mask_threshold
 from .device import resolve_device
 from .errors import SegAnyPETError
 from .inference import steps
-from .inference.config import SessionConfig, preset_name, resolve_config
+from .inference.config import preset_name, resolve_config
+from .inference.coordinates import nearest_voxel, to_lps
 from .inference.crops import Box, ObjectCrops, Point, relative, union_box
 from .inference.embeddings import EmbeddingCache
-from .inference.refiners import Region, refine, region_box
+from .inference.refiners import refine_object
 from .model import Sam3D
 from .preprocessing import as_image, validate_pet
-
-SPACES = ("ijk", "ras", "lps")
-
 
 @dataclass
 class MaskUpdate:
@@ -116,7 +113,6 @@ class InteractiveSession:
         validate_pet(image, name)
         with self._lock:
             self._image = sitk.Cast(image, sitk.sitkFloat32)
-            self._shape = tuple(reversed(image.GetSize()))
             self.embeddings.clear()
             self._clear_object()
 
@@ -207,31 +203,12 @@ class InteractiveSession:
     def crops(self) -> list:
         return self._crops.grids()
 
-    # ----------------------------------------------------------------------------- coordinates
     def to_lps(self, point: Sequence[float], space: str = "ijk") -> np.ndarray:
-        """Convert a point to LPS mm, refusing points outside the volume."""
-        image = self.image
-        if space not in SPACES:
-            raise SegAnyPETError(f"unknown point space {space!r}; use one of {', '.join(SPACES)}")
-        values = np.asarray(point, dtype=float).ravel()
-        if values.size != 3 or not np.all(np.isfinite(values)):
-            raise SegAnyPETError(f"a point needs three finite coordinates, got {list(point)}")
-        if space == "ijk":
-            index = values
-            lps = np.asarray(image.TransformContinuousIndexToPhysicalPoint(values.tolist()))
-        else:
-            lps = values * np.array([-1.0, -1.0, 1.0]) if space == "ras" else values
-            index = np.asarray(image.TransformPhysicalPointToContinuousIndex(lps.tolist()))
-        size = np.asarray(image.GetSize())
-        if np.any(index < -0.5) or np.any(index > size - 0.5):
-            raise SegAnyPETError(f"click {values.tolist()} ({space}) is outside the volume (voxel index "
-                                 f"{np.round(index, 1).tolist()}, image size {size.tolist()})")
-        return lps
+        """A point as LPS mm (:func:`~SegAnyPETLib.inference.coordinates.to_lps`), refused outside the volume."""
+        return to_lps(self.image, point, space)
 
     def _voxel(self, lps: np.ndarray) -> Tuple[int, int, int]:
-        """The input-grid voxel (z, y, x) nearest to a point."""
-        index = np.rint(self.image.TransformPhysicalPointToContinuousIndex(lps.tolist()))[::-1].astype(int)
-        return tuple(int(v) for v in np.clip(index, 0, np.asarray(self._shape) - 1))
+        return nearest_voxel(self.image, lps)
 
     # ----------------------------------------------------------------------------- internals
     def _object_crops(self, crops: Sequence = ()) -> ObjectCrops:
@@ -333,18 +310,11 @@ class InteractiveSession:
             positive = [self._voxel(p.lps) for p in self._points if p.label == 1]
             negative = [self._voxel(p.lps) for p in self._points if p.label == 0]
             band_mm = 1.01 * max(max(spacing), max(self.model.preprocessing.spacing))
-            region = region_box(names, crops_box, positive, spacing, band_mm, self._shape)
-            network = np.zeros([s.stop - s.start for s in region], dtype=bool)
-            network[relative(crops_box, region)] = self._crops.network_mask(crops_box)
-            excluded = self._excluded.within(region) if self._excluded is not None else None
-            if excluded is not None:
-                network &= ~excluded
-            shift = [s.start for s in region]
-            moved = lambda voxels: [tuple(i - s for i, s in zip(v, shift)) for v in voxels]  # noqa: E731
-            context = Region(sitk.GetArrayViewFromImage(self.image)[region], spacing, moved(positive), moved(negative),
-                             relative(crops_box, region), excluded, band_mm, self.config.edge_fraction)
-            self._region, self._region_mask = region, refine(network, context, names).astype(np.uint8)
-            missed = [v for v, r in zip(positive, moved(positive)) if not self._region_mask[r]]
+            region, mask = refine_object(sitk.GetArrayViewFromImage(self.image), spacing, crops_box,
+                                         self._crops.network_mask(crops_box), positive, negative, self._excluded,
+                                         names, band_mm, self.config.edge_fraction)
+            self._region, self._region_mask = region, mask.astype(np.uint8)
+            missed = [v for v in positive if not self._region_mask[tuple(i - s.start for i, s in zip(v, region))]]
             self.warnings = [f"the mask does not hold the positive point at voxel (i, j, k) = {v[::-1]}: the network "
                              "finds no object there; move the point inside the target or add points" for v in missed]
         box = union_box([previous, self._region])

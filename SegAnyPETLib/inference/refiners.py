@@ -8,13 +8,13 @@ voxel they may read or change, so a click never touches the whole volume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from .. import edges, lesions
-from .crops import Box, grow_box, union_box
+from .crops import Box, grow_box, relative, union_box
 
 Index = Tuple[int, int, int]
 
@@ -79,12 +79,32 @@ def refine(mask: np.ndarray, region: Region, names: Sequence[str]) -> np.ndarray
     return mask
 
 
-def region_box(names: Sequence[str], crops_box: Box, positive: Sequence[Index], spacing: Sequence[float],
-               band_mm: float, shape: Sequence[int]) -> Box:
-    """The box of the input grid the refiners ``names`` read and write, for a mask inside ``crops_box``.
+def refine_object(image: np.ndarray, spacing: Sequence[float], crops_box: Box, network: np.ndarray,
+                  positive: Sequence[Index], negative: Sequence[Index], excluded: Any, names: Sequence[str],
+                  band_mm: float, fraction: float) -> Tuple[Box, np.ndarray]:
+    """The object's mask after the refiners ``names``: (the box of the input grid they read and
+    wrote, the bool mask over it).
 
-    ``positive`` are the positive clicks' voxels on the input grid.
+    ``image``: the whole input (z, y, x), read only inside the box; ``network``: the crops' mask over
+    ``crops_box``; ``positive``/``negative``: the clicks' voxels on the input grid; ``excluded``: an
+    object with ``within(box)`` giving the parts left out as another object, or None.
     """
+    region = _region_box(names, crops_box, positive, spacing, band_mm, image.shape)
+    mask = np.zeros([s.stop - s.start for s in region], dtype=bool)
+    mask[relative(crops_box, region)] = network
+    left_out = excluded.within(region) if excluded is not None else None
+    if left_out is not None:
+        mask &= ~left_out
+    shift = [s.start for s in region]
+    moved = lambda voxels: [tuple(i - s for i, s in zip(v, shift)) for v in voxels]  # noqa: E731
+    context = Region(image[region], tuple(spacing), moved(positive), moved(negative), relative(crops_box, region),
+                     left_out, band_mm, fraction)
+    return region, refine(mask, context, names)
+
+
+def _region_box(names: Sequence[str], crops_box: Box, positive: Sequence[Index], spacing: Sequence[float],
+                band_mm: float, shape: Sequence[int]) -> Box:
+    """The box of the input grid the refiners ``names`` read and write, for a mask inside ``crops_box``."""
     boxes = [crops_box]
     if "contrast_edge" in names:  # the mask's box grown by the surroundings' shell, as edges.mask_box
         boxes.append(grow_box(crops_box, [int(np.ceil((edges.SHELL_MM[1] + band_mm) / s)) + 1 for s in spacing], shape))
