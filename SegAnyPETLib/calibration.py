@@ -17,6 +17,7 @@ import torch
 
 from .checkpoints import check_mask_threshold, checkpoint_file, model_from_checkpoint, read_checkpoint
 from .errors import SegAnyPETError
+from .inference.config import resolve_config
 from .io import atomic_path, ensure_writable
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def calibrate_checkpoint(
     """Sweep ``thresholds`` on the last ``last_cases`` training-split cases of ``data`` (all when
     None) and write ``out``: the checkpoint unchanged but for its mask threshold and a record of
     the sweep in its metadata; ``preset`` and ``overrides`` calibrate it for sessions with those
-    options. Returns (chosen threshold, {threshold: mean Dice})."""
+    options, and ``out`` stores them as its inference config. Returns (chosen threshold, {threshold: mean Dice})."""
     from .data import open_dataset
 
     ensure_writable(out, overwrite)  # before minutes of clicks, not after
@@ -95,6 +96,7 @@ def calibrate_checkpoint(
     if not any(isinstance(checkpoint.get(key), Mapping) for key in ("model_state_dict", "state_dict", "model")):
         checkpoint = {"model_state_dict": checkpoint}  # a bare state_dict: wrap it to carry the threshold
     checkpoint["mask_threshold"] = best
+    checkpoint["inference"] = resolve_config(model, preset, **overrides).replace(mask_threshold=None).to_dict()
     metadata = dict(checkpoint.get("metadata") or {})
     metadata["mask_threshold_calibration"] = {
         "model": name,

@@ -8,6 +8,7 @@ from SegAnyPETLib.calibration import sweep_thresholds
 from SegAnyPETLib.checkpoints import load_model, read_checkpoint
 from SegAnyPETLib.cli import main
 from SegAnyPETLib.data import open_dataset
+from SegAnyPETLib.inference.config import resolve_config
 
 
 def test_calibrate_writes_the_best_threshold_into_a_copy(tmp_path, tiny_checkpoint, phantom_dataset, capsys):
@@ -61,6 +62,8 @@ def test_calibrating_for_session_options_sweeps_with_them(tmp_path, tiny_checkpo
     record = read_checkpoint(out)["metadata"]["mask_threshold_calibration"]
     assert record["preset"] == preset and record["options"] == options
     model = load_model(tiny_checkpoint, device="cpu")
+    calibrated = load_model(out, device="cpu")  # the threshold travels with the options it was chosen for
+    assert calibrated.inference == resolve_config(model, preset, **options).replace(mask_threshold=None)
     cases = open_dataset(phantom_dataset, split="train").cases[-1:]
     swept = sweep_thresholds(model, cases, ["liver"], (0.3, 0.5), clicks=(1,), device="cpu", progress=False,
                              preset=preset, **options)

@@ -15,6 +15,7 @@ from SegAnyPETLib.checkpoints import load_model, read_checkpoint, save_checkpoin
 from SegAnyPETLib.cli import main
 from SegAnyPETLib.device import resolve_device
 from SegAnyPETLib.errors import SegAnyPETError
+from SegAnyPETLib.inference.config import PRESETS, option_specs
 from SegAnyPETLib.model import build_model
 from SegAnyPETLib.preprocessing import PreprocessConfig
 
@@ -165,10 +166,20 @@ def test_models_list_command(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SEGANYPET_CACHE_DIR", str(tmp_path))
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
-    for name in checkpoints.REGISTRY:
-        assert name in out
+    for name, entry in checkpoints.REGISTRY.items():  # each with the preset it runs by default
+        assert any(line.split()[:1] == [name] and line.split()[2] == entry.preset for line in out.splitlines())
     assert "hf://YichiZhang98/SegAnyPET/seganypet_v1.pth" in out
     assert str(tmp_path) in out
+
+
+def test_models_presets_lists_every_option_in_every_preset(capsys):
+    assert main(["models", "presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["option", *PRESETS]
+    table = {line.split()[0]: line.split()[1:] for line in lines[1:len(list(option_specs())) + 1]}
+    assert list(table) == [spec.name for spec in option_specs()]
+    assert table["extend"] == [str(getattr(config, "extend")) for config in PRESETS.values()]
+    assert table["refiners"][list(PRESETS).index("bundled")] == ",".join(PRESETS["bundled"].refiners)
 
 
 def test_models_download_offline_reports_the_problem(tmp_path, monkeypatch, capsys):

@@ -10,8 +10,9 @@ mkdir -p "$work" && cd "$work"
 [ -d phantoms_train ] || seganypet phantom phantoms_train --cases 100 --seed 1 --workers 2
 [ -d phantoms_test ] || seganypet phantom phantoms_test --cases 1 --test-cases 20 --seed 2025
 seganypet train --config bundled_tiny --data phantoms_train --out bundled
-# The mask threshold, chosen on the 4 validation phantoms the run held out (never the test set).
-seganypet calibrate --model bundled/best.pt --data phantoms_train --cases 4 --out bundled/calibrated.pt
+# The mask threshold for the bundled preset (stored with it), chosen on the 4 validation phantoms the
+# run held out (never the test set).
+seganypet calibrate --model bundled/best.pt --preset bundled --data phantoms_train --cases 4 --out bundled/calibrated.pt
 # Ship it: fp16 weights with the architecture, preprocessing and threshold, and the SHA-256 sidecar.
 python - <<'PY'
 from SegAnyPETLib.checkpoints import load_model, save_checkpoint
