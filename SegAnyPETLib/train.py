@@ -182,7 +182,9 @@ def train(config, out: str, resume: bool = False, overwrite: bool = False, progr
         model = build_model(config.arch)
     spacing = config.spacing or DEFAULT_SPACING.get(model.config.name, model.preprocessing.spacing)
     model.preprocessing = PreprocessConfig(spacing=tuple(spacing), crop_size=model.config.img_size)
-    model.mask_threshold = 0.5  # new weights: an --init checkpoint's calibrated threshold no longer applies
+    # New weights: an --init checkpoint's calibrated threshold and inference preset no longer apply
+    # (the trained checkpoints run the official protocol until `seganypet calibrate --preset` says otherwise).
+    model.mask_threshold, model.inference = 0.5, None
     model.image_encoder.grad_checkpointing = config.grad_checkpointing
     model.train().to(device)
 

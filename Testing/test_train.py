@@ -16,6 +16,7 @@ from SegAnyPETLib.training.config import load_config
 from SegAnyPETLib.cli import main
 from SegAnyPETLib.data import load_case, open_dataset
 from SegAnyPETLib.evaluate import ModelSegmenter, evaluate_case
+from SegAnyPETLib.inference.config import PRESETS
 from SegAnyPETLib.clicks import next_clicks_batch
 from SegAnyPETLib.model import build_model
 from SegAnyPETLib.training.losses import consistency_loss, dice_ce_loss, predictive_entropy, rampup_weight, rectify_labels
@@ -76,12 +77,14 @@ def test_the_bundled_recipe_trains_and_validates_its_network(phantom_dataset, tm
     assert model.metadata["val_dice_1_click_val_targets"] == pytest.approx(recorded, abs=1e-6)
     assert model.config.name == "tiny_conv" and model.config.embedding_grid == 16
     assert model.preprocessing.spacing == (4.0, 4.0, 4.0)
-    # Fine-tuning the calibrated bundled model: its mask threshold does not carry over to new weights.
-    assert load_model("demo", device="cpu").mask_threshold != 0.5
+    # Fine-tuning the calibrated bundled model: its mask threshold and preset do not carry over to new weights.
+    demo = load_model("demo", device="cpu")
+    assert demo.mask_threshold != 0.5 and demo.inference == PRESETS["bundled"]
     assert main(["train", "--config", "bundled_tiny", "--init", "demo", "--data", str(phantom_dataset),
                  "--out", str(tmp_path / "finetuned"), "--max-steps", "1", "--batch-size", "1", "--hq-cases", "1", "--val-cases", "1",
                  "--num-workers", "0", "--quiet-progress"]) == 0
-    assert load_model(tmp_path / "finetuned" / "last.pt", device="cpu").mask_threshold == 0.5
+    finetuned = load_model(tmp_path / "finetuned" / "last.pt", device="cpu")
+    assert finetuned.mask_threshold == 0.5 and finetuned.inference == PRESETS["official"]
 
 
 def test_run_folders_are_protected(phantom_dataset, tmp_path, capsys):
