@@ -8,7 +8,6 @@ package checks) live in ``SegAnyPETLib`` and run headless in the tests; this fil
 interface, its parameter node and the self-test.
 """
 import importlib
-import json
 import logging
 import os
 import sys
@@ -70,10 +69,16 @@ SHORTCUTS = (
     ("Enter", "onFinish"),
 )
 # Choices remembered across scenes (QSettings) and used for a new scene's parameter node.
-REMEMBERED = {"model": "demo", "modelFile": "", "device": "auto", "mirror": False, "clickedIslandsOnly": True,
-              "interiorCrop": True, "partCheck": True, "contrastEdge": True, "overwriteMode": "none"}
-OPTION_SETTERS = {"mirror": "setMirror", "clickedIslandsOnly": "setClickedIslandsOnly",
-                  "interiorCrop": "setInteriorCrop", "partCheck": "setPartCheck", "contrastEdge": "setContrastEdge"}
+REMEMBERED = {"model": "demo", "modelFile": "", "device": "auto", "preset": "", "options": "{}", "overwriteMode": "none"}
+# The Advanced section's control for each kind of SegAnyPETLib.slicer_options.optionControls():
+# (Qt class, the signal that says the user changed it).
+OPTION_WIDGETS = {
+    "checkbox": ("QCheckBox", "toggled(bool)"),
+    "spinbox": ("QSpinBox", "valueChanged(int)"),
+    "doublespinbox": ("QDoubleSpinBox", "valueChanged(double)"),
+    "combobox": ("QComboBox", "currentIndexChanged(int)"),
+    "lineedit": ("QLineEdit", "editingFinished()"),
+}
 
 
 #
@@ -186,10 +191,10 @@ def progressTqdmClass(report, cancelRequested):
 class SegAnyPETParameterNode:
     """The module's choices in the scene (saved with it).
 
-    inputVolume: the PET volume; model, modelFile, device: the network; preset and options (JSON of
-    option: value): the inference options on top of the model's own; the legacy option switches
-    (mirror ... contrastEdge); targetSegmentation, targetSegmentId: the segment the clicks change;
-    lesion: the target is a lesion; overwriteMode: what clicks do to other segments.
+    inputVolume: the PET volume; model, modelFile, device: the network; preset (empty: the model's
+    own) and options (JSON of option: value, the options that differ from the preset's): the
+    inference options; targetSegmentation, targetSegmentId: the segment the clicks change; lesion:
+    the target is a lesion; overwriteMode: what clicks do to other segments.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -198,11 +203,6 @@ class SegAnyPETParameterNode:
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
     preset: str = ""
     options: str = "{}"
-    mirror: bool = False
-    clickedIslandsOnly: bool = True
-    interiorCrop: bool = True
-    partCheck: bool = True
-    contrastEdge: bool = True
     targetSegmentation: vtkMRMLSegmentationNode
     targetSegmentId: str = ""
     lesion: bool = False
@@ -226,6 +226,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updatingGui = False
         self._applying = False
         self._placeCheckPending = False
+        self._optionWidgets = None  # option name -> (OptionControl, widget), once built
 
     # ------------------------------------------------------------------ set-up
     def setup(self):
@@ -275,8 +276,9 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self.onModelChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
-        for name in OPTION_SETTERS:
-            getattr(self.ui, name + "CheckBox").connect("toggled(bool)", self.onOptionToggled)
+        self.ui.presetComboBox.connect("currentIndexChanged(int)", self.onPresetChanged)
+        self.ui.advancedCollapsibleButton.connect("contentsCollapsed(bool)", self.onAdvancedCollapsed)
+        self.ui.resetOptionsButton.connect("clicked(bool)", self.onResetOptions)
         self.ui.lesionCheckBox.connect("toggled(bool)", self.onLesionToggled)
         self.ui.overwriteComboBox.connect("currentIndexChanged(int)", self.onOverwriteChanged)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownloadModel)
@@ -290,6 +292,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.computeStatisticsButton.connect("clicked()", self.onComputeStatistics)
         self.ui.exportStatisticsButton.connect("clicked(bool)", self.onExportStatistics)
 
+        self._setUpOptions()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
@@ -359,6 +362,9 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     if name == "device" and value not in DEVICES or name == "overwriteMode" and value not in OVERWRITE_MODES:
                         value = default
                     setattr(node, name, value)
+                options = self._optionsLibrary()
+                if options is not None:  # remembered options the config refuses now: the model's own
+                    node.preset, node.options = options.OptionsForm.remembered(node.preset, node.options).toNode()
         if not node.inputVolume:
             node.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
         self.setParameterNode(node)
@@ -374,6 +380,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onParameterNodeModified(self, *args):
         self._updateGuiFromParameterNode()
         self._applyParameterNode()
+        self._refreshOptions()
         self.updateGui()
 
     def _updateGuiFromParameterNode(self):
@@ -390,8 +397,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelPathLabel.visible = local
             self.ui.modelPathLineEdit.visible = local
             self.ui.deviceComboBox.setCurrentIndex(DEVICES.index(node.device) if node.device in DEVICES else 0)
-            for name in OPTION_SETTERS:
-                getattr(self.ui, name + "CheckBox").checked = bool(getattr(node, name))
+            self.ui.presetComboBox.setCurrentIndex(max(self.ui.presetComboBox.findData(node.preset), 0))
             self.ui.lesionCheckBox.checked = node.lesion
             self.ui.overwriteComboBox.setCurrentIndex(max(self.ui.overwriteComboBox.findData(node.overwriteMode), 0))
             self.ui.segmentSelector.setCurrentNode(node.targetSegmentation)
@@ -409,9 +415,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             logic = self.logic
             logic.setInputVolume(node.inputVolume)
             logic.setModel(self._modelSource(), node.device)
-            logic.setOptions(node.preset or None, **json.loads(node.options or "{}"))
-            for name, setter in OPTION_SETTERS.items():
-                getattr(logic, setter)(getattr(node, name))
+            self._applyOptions()
             logic.setOverwriteMode(node.overwriteMode)
             segmentId = node.targetSegmentId if node.targetSegmentation else ""
             segmentation = node.targetSegmentation
@@ -421,8 +425,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             logic.setTargetSegment(segmentation, segmentId or None)
             if (logic.targetSegmentation, logic.targetSegmentId) != previous and logic.targetSegmentId is not None:
                 node.lesion = logic.lesion  # a new target: its stored points say how it was made
-            logic.setLesion(node.lesion)
-        except SegAnyPETError as error:  # e.g. lesion mode with a preset that has no lesion refiners
+            try:
+                logic.setLesion(node.lesion)
+            except SegAnyPETError:  # options without lesion refiners: the box unticks, the message says why
+                node.lesion = False
+                raise
+        except SegAnyPETError as error:
             self._showError(error)
         finally:
             self._applying = False
@@ -502,14 +510,180 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode.device = device
         self._remember("device", device)
 
-    def onOptionToggled(self, checked):
-        if self._updatingGui or self._parameterNode is None:
+    # ------------------------------------------------------------------ inference options
+    # The preset combo box and the Advanced section: the controls are built from the library's table
+    # of options (SegAnyPETLib.slicer_options), which also turns their values into the overrides the
+    # parameter node stores and back; here they are only shown and forwarded.
+    def _optionsLibrary(self):
+        """SegAnyPETLib.slicer_options, or None until SegAnyPET's Python packages are installed."""
+        try:
+            from SegAnyPETLib import slicer_options
+        except ImportError:
+            return None
+        return slicer_options
+
+    def _setUpOptions(self):
+        """Fill the preset combo box and build the Advanced controls (once); False while the packages
+        they need are missing (the first click installs them)."""
+        if self._optionWidgets is not None:
+            return True
+        options = self._optionsLibrary()
+        if options is None:
+            self.ui.advancedHintLabel.text = _("The options are shown once SegAnyPET's Python packages are installed (the first click asks).")
+            return False
+        self._updatingGui = True
+        try:
+            self.ui.presetComboBox.clear()
+            for value, label in options.presetItems():
+                self.ui.presetComboBox.addItem(_(label) if not value else label, value)
+            layout = self.ui.advancedCollapsibleButton.layout()
+            self._optionWidgets = {}
+            for control in options.optionControls():
+                widget = self._createOptionWidget(control)
+                layout.addRow(control.label + ":", widget)
+                self._optionWidgets[control.name] = (control, widget)
+        finally:
+            self._updatingGui = False
+        return True
+
+    def _createOptionWidget(self, control):
+        """The Qt control for one option (OPTION_WIDGETS[control.kind]), connected to onAdvancedOptionChanged."""
+        className, signal = OPTION_WIDGETS[control.kind]
+        widget = getattr(qt, className)()
+        widget.objectName = control.name + "OptionWidget"
+        widget.toolTip = control.toolTip
+        if control.kind in ("spinbox", "doublespinbox"):
+            if control.kind == "doublespinbox":  # decimals first: they round the range
+                widget.decimals = self._optionsLibrary().DECIMALS
+                widget.singleStep = 0.05 if control.maximum <= 1 else 0.5
+            widget.minimum, widget.maximum = control.minimum, control.maximum
+            if control.optional:
+                widget.specialValueText = _(self._optionsLibrary().NOT_SET)
+        elif control.kind == "combobox":
+            for choice in control.choices:
+                widget.addItem(choice)
+        elif control.kind == "lineedit":
+            widget.placeholderText = ", ".join(control.choices) if control.choices else ""
+        widget.connect(signal, self.onAdvancedOptionChanged)
+        return widget
+
+    def _shownOptionValue(self, control, widget):
+        if control.kind == "checkbox":
+            return bool(widget.checked)
+        if control.kind in ("spinbox", "doublespinbox"):
+            return widget.value
+        if control.kind == "combobox":
+            return widget.currentText
+        return widget.text
+
+    def _showOptionValue(self, control, widget, value):
+        if control.kind == "checkbox":
+            widget.checked = value
+        elif control.kind in ("spinbox", "doublespinbox"):
+            widget.value = value
+        elif control.kind == "combobox":
+            widget.setCurrentIndex(max(widget.findText(value), 0))
+        else:
+            widget.text = value
+
+    def _optionsForm(self):
+        """The parameter node's preset and options (SegAnyPETLib.slicer_options.OptionsForm)."""
+        return self._optionsLibrary().OptionsForm.fromNode(self._parameterNode.preset, self._parameterNode.options)
+
+    def _optionsBase(self, preset):
+        """(config of ``preset`` before overrides, None) or (None, why it is not known yet): the model's
+        own needs the model, which is loaded here once it is on this machine."""
+        logic = self.logic
+        if self.runner.running:
+            return None, _("The options can be changed when the computation has finished.")
+        if not preset and not logic.modelLoaded:
+            if logic.modelSource != self._modelSource() or not self._modelAvailable():
+                return None, _("The model's own options are shown once the model is on this machine (Download, or choose a preset).")
+        try:
+            with slicer.util.WaitCursor():
+                return logic.baseConfig(preset), None
+        except SegAnyPETError as error:  # e.g. a checkpoint that cannot be read: said here, not in a dialog each time
+            return None, slicer_checks.userMessage(error, _("The model's options could not be read")).text
+
+    def _applyOptions(self):
+        """Give the logic the parameter node's preset and options (once the packages are installed)."""
+        if self._optionsLibrary() is None:
             return
+        try:
+            form = self._optionsForm()
+            self.logic.setOptions(form.preset or None, **form.overrides)
+        except SegAnyPETError as error:  # e.g. a scene saved with an option this version does not know
+            self._showError(error, _("Inference options not applied"))
+
+    def _refreshOptions(self):
+        """Show the parameter node's options in the Advanced controls (while the section is open)."""
+        if self._parameterNode is None or not self._setUpOptions() or self.ui.advancedCollapsibleButton.collapsed:
+            return
+        try:
+            form = self._optionsForm()
+        except SegAnyPETError as error:
+            self.ui.advancedHintLabel.text = str(error)
+            return
+        base, problem = self._optionsBase(form.preset)
+        for _control, widget in self._optionWidgets.values():
+            widget.enabled = base is not None
+        self.ui.resetOptionsButton.enabled = base is not None
+        if base is None:
+            self.ui.advancedHintLabel.text = problem
+            return
+        self.ui.advancedHintLabel.text = form.summary()
+        self._updatingGui = True
+        try:
+            for name, value in form.controlValues(base).items():
+                control, widget = self._optionWidgets[name]
+                self._showOptionValue(control, widget, value)
+        finally:
+            self._updatingGui = False
+
+    def _storeOptions(self, form):
+        preset, options = form.toNode()
         with slicer.util.NodeModify(self._parameterNode.parameterNode):
-            for name in OPTION_SETTERS:
-                value = bool(getattr(self.ui, name + "CheckBox").checked)
-                setattr(self._parameterNode, name, value)
-                self._remember(name, value)
+            self._parameterNode.preset = preset
+            self._parameterNode.options = options
+        self._remember("preset", preset)
+        self._remember("options", options)
+
+    def onPresetChanged(self, index):
+        """Another preset: the Advanced controls start again from its values."""
+        if self._updatingGui or self._parameterNode is None or self._optionsLibrary() is None:
+            return
+        form = self._optionsLibrary().OptionsForm()
+        form.choosePreset(self.ui.presetComboBox.currentData or "")
+        self._storeOptions(form)
+
+    def onResetOptions(self):
+        if self._parameterNode is None or self._optionsLibrary() is None:
+            return
+        form = self._optionsLibrary().OptionsForm()
+        form.choosePreset(self._parameterNode.preset)
+        self._storeOptions(form)
+
+    def onAdvancedCollapsed(self, collapsed):
+        if not collapsed:
+            self._refreshOptions()
+
+    def onAdvancedOptionChanged(self, *args):
+        """A control changed: the overrides become the options that differ from the preset."""
+        if self._updatingGui or self._parameterNode is None or self._optionWidgets is None:
+            return
+        try:
+            form = self._optionsForm()
+            base, problem = self._optionsBase(form.preset)
+            if base is None:
+                self.ui.statusLabel.text = problem
+                return
+            form.setControlValues(base, {name: self._shownOptionValue(control, widget)
+                                         for name, (control, widget) in self._optionWidgets.items()})
+        except SegAnyPETError as error:  # a value the config refuses: the controls go back, the section says why
+            self._refreshOptions()
+            self.ui.advancedHintLabel.text = slicer_checks.userMessage(error, _("Option not changed")).text
+            return
+        self._storeOptions(form)
 
     def onLesionToggled(self, checked):
         if self._updatingGui or self._parameterNode is None:
@@ -623,6 +797,8 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         if not ensureDependencies():
             return False
+        if self._setUpOptions():  # the packages the options need may have come just now
+            self._applyOptions()
         if not self._modelAvailable():
             if self._parameterNode.model == LOCAL_MODEL:
                 self.ui.statusLabel.text = _("Choose a checkpoint file first.")
@@ -690,6 +866,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             self._pollTimer.stop()
             self._applyParameterNode()  # choices made while it ran
+            self._refreshOptions()
         self.updateGui()
 
     def _showProgress(self, fraction, text):
@@ -756,8 +933,7 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         remote = self.ui.modelComboBox.currentData not in (LOCAL_MODEL, "demo")
         self.ui.downloadModelButton.visible = remote and not self._modelAvailable()
         for widget in (self.ui.inputVolumeSelector, self.ui.modelComboBox, self.ui.modelPathLineEdit, self.ui.deviceComboBox,
-                       self.ui.mirrorCheckBox, self.ui.clickedIslandsOnlyCheckBox, self.ui.interiorCropCheckBox,
-                       self.ui.partCheckCheckBox, self.ui.contrastEdgeCheckBox, self.ui.lesionCheckBox,
+                       self.ui.presetComboBox, self.ui.advancedCollapsibleButton, self.ui.lesionCheckBox,
                        self.ui.overwriteComboBox, self.ui.downloadModelButton, self.ui.segmentSelector,
                        self.ui.addSegmentButton, self.ui.computeStatisticsButton, self.ui.exportStatisticsButton):
             widget.enabled = not busy

@@ -8,7 +8,7 @@ in the runner's thread, the segment is written. *Later clicks* are clicks inside
 decoder only, on the main thread. Each time runs from the synthetic button events to the
 segmentation's ``SegmentModified`` event; ``*_session_ms`` is the session's own part of it (the rest is
 reading the volume, the markups widget, the runner and writing the segment). ``slicerClickBenchmark()``
-returns a dict; ``seganypet bench`` prints it.
+returns a dict; :func:`formatSlicerTable` makes it a Markdown table (``seganypet bench --slicer``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import logging
 import platform
 import statistics
 import time
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -43,13 +43,18 @@ def loadBenchModel(name: str, device: str = "cpu"):
 
 
 def slicerClickBenchmark(models: Sequence[str] = MODELS, device: str = "cpu", laterClicks: int = 5,
-                         size=(400, 600)) -> Dict[str, Any]:
+                         size=(400, 600), preset: Optional[str] = None,
+                         overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Mouse event to segment modified, first click (encoder in the runner's thread) and later clicks
-    (decoder only), for each model; see the module docstring. Times in milliseconds."""
+    (decoder only), for each model with ``preset`` (None: the model's own) and ``overrides``; see the
+    module docstring. Times in milliseconds; ``models[name]["preset"]`` names the options used."""
     import torch
 
+    from . import session  # noqa: F401  (imported before timing: a cost of the process, not of a first click)
     from .bench import bench_case, liver_click
 
+    if laterClicks < 1:
+        raise ValueError(f"laterClicks must be at least 1, got {laterClicks}")
     case = bench_case()
     click = liver_click(case)  # i, j, k
     results: Dict[str, Any] = {
@@ -62,15 +67,33 @@ def slicerClickBenchmark(models: Sequence[str] = MODELS, device: str = "cpu", la
     }
     for name in models:
         model = loadBenchModel(name, device)
-        results["models"][name] = _benchModel(model, case, click, device, laterClicks, size)
-        logger.info("%s: %s", name, results["models"][name])
+        results["models"][name] = _benchModel(model, case, click, device, laterClicks, size, preset, dict(overrides or {}))
+        logger.debug("%s: %s", name, results["models"][name])
     return results
 
 
-def _benchModel(model, case, click, device: str, laterClicks: int, size) -> Dict[str, Any]:
+SLICER_TABLE_COLUMNS = ("model", "options", "first click ms", "first: session ms", "first: encoder ms",
+                        "first: write ms", "later click ms", "later: session ms", "later: write ms", "later in thread")
+
+
+def formatSlicerTable(results: Mapping[str, Any]) -> str:
+    """The result of :func:`slicerClickBenchmark` as a Markdown table, one row per model
+    (:data:`SLICER_TABLE_COLUMNS`; later clicks: medians)."""
+    lines = ["| " + " | ".join(SLICER_TABLE_COLUMNS) + " |", "|" + "---|" * len(SLICER_TABLE_COLUMNS)]
+    for name, r in results["models"].items():
+        cells = [name, r["preset"], r["first_click_ms"], r["first_click_session_ms"], r["first_click_encoder_ms"],
+                 r["first_click_write_ms"], r["later_click_ms"], r["later_click_session_ms"], r["later_click_write_ms"],
+                 f"{r['later_clicks_threaded']}/{len(r['later_click_ms_all'])}"]
+        lines.append("| " + " | ".join(f"{c:.0f}" if isinstance(c, float) else str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _benchModel(model, case, click, device: str, laterClicks: int, size, preset: Optional[str],
+                overrides: Dict[str, Any]) -> Dict[str, Any]:
     import slicer
     import vtk
 
+    from .inference.config import preset_name
     from .slice_view import SliceView
     from .slicer_headless import headless_slicer
     from .slicer_logic import SegAnyPETLogic, addPromptNodes, addSegment, addVolumeFromImage, volumeIjkToRas
@@ -83,7 +106,8 @@ def _benchModel(model, case, click, device: str, laterClicks: int, size) -> Dict
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     target = addSegment(segmentation, "liver")
     positive, negative = addPromptNodes()
-    logic = SegAnyPETLogic(model, device)
+    logic = SegAnyPETLogic(model, device, preset, **overrides)
+    optionsName = preset_name(logic.config) or f"{preset or 'own'}, changed: {', '.join(sorted(overrides)) or '-'}"
     runner = ThreadRunner()
     logic.runner = runner
     logic.setInputVolume(volume)
@@ -121,6 +145,10 @@ def _benchModel(model, case, click, device: str, laterClicks: int, size) -> Dict
         rng = np.random.default_rng(0)
         mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, target, volume)
         inside = np.argwhere(mask[:, :, :] > 0)  # z, y, x
+        if not len(inside):  # an untrained network may segment nothing: click next to the first click
+            k, j, i = click[2], click[1], click[0]
+            inside = np.array([(k + dz, j + dy, i + dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+            inside = np.clip(inside, 0, np.array(mask.shape) - 1)
         crops = logic._session.crops
         later = []
         for _ in range(laterClicks):
@@ -136,6 +164,7 @@ def _benchModel(model, case, click, device: str, laterClicks: int, size) -> Dict
         logic.cleanup()
     times = [c["ms"] for c in later]
     return {
+        "preset": optionsName,
         "first_click_ms": round(first["ms"], 1),
         "first_click_encoder_ms": round(first["encoder_ms"], 1),
         "first_click_session_ms": round(first["session_ms"], 1),
@@ -153,4 +182,6 @@ if __name__ == "__main__":  # python -m SegAnyPETLib.slicer_bench
     import json
 
     logging.basicConfig(level=logging.INFO)
-    print(json.dumps(slicerClickBenchmark(), indent=2))
+    results = slicerClickBenchmark()
+    print(json.dumps(results, indent=2))
+    print(formatSlicerTable(results))

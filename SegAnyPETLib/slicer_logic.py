@@ -71,7 +71,8 @@ class SegAnyPETLogic(SessionSteps):
         lesion: the segment is a lesion (its preset's ``lesion_refiners`` make the mask).
         overwriteMode: what a click does to other segments (:data:`OVERWRITE_MODES`; default
             ``"none"``: nothing).
-        **overrides: single inference options on top of the preset (``mirror=True`` ...).
+        **overrides: single inference options on top of the preset (``mirror=True`` ...); both are
+            checked now and changed later with :meth:`setOptions`, the one way to set options.
 
     Attributes set by a user interface (all optional):
         runner: ``runner(work, done)`` runs ``work()`` (model only, no MRML access) elsewhere, e.g. in

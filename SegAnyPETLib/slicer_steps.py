@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -73,10 +74,9 @@ class SessionSteps:
                  overrides: Dict[str, Any]) -> None:
         self.modelSource = model
         self.device = device
-        self.preset = preset
-        self.overrides: Dict[str, Any] = dict(overrides)
-        self.lesion = lesion
-        self._refinerSwitches: Dict[str, bool] = {}  # setClickedIslandsOnly / setContrastEdge (until the module sets options)
+        self.preset: Optional[str] = None
+        self.overrides: Dict[str, Any] = {}
+        self.lesion = False
         self.writer = SegmentWriter()
         self.writer.setOverwriteMode(overwriteMode)
         self.runner: Optional[Runner] = None
@@ -95,6 +95,10 @@ class SessionSteps:
         self._history: List[_Done] = []
         self._busy = False
         self._configuredKey: Optional[tuple] = None  # the options the session was last given
+        if preset or overrides:  # (checked as setOptions checks; without them no import of the config yet)
+            self.setOptions(preset, **overrides)
+        if lesion:
+            self.setLesion(lesion)
 
     # ------------------------------------------------------------------------------ model and options
     @property
@@ -126,66 +130,59 @@ class SessionSteps:
         self._dropSession()
 
     def setOptions(self, preset: Optional[str] = None, **overrides: Any) -> None:
-        """The session's inference preset (None: the model's own) and single options on top; from the
-        next click. Unknown options or bad values raise one :class:`SegAnyPETError`."""
+        """The session's inference preset (None or ``""``: the model's own) and single options on top,
+        from the next click. An unknown preset or option, or a bad value, raises one
+        :class:`SegAnyPETError` and changes nothing (the config's own checks). Lesion mode goes off
+        when the new options have no lesion refiners."""
         from .inference.config import SessionConfig, preset as presetConfig
 
         self._requireIdle()
-        if preset:
-            presetConfig(preset)  # one clear error for an unknown name
-        SessionConfig().replace(**overrides)
-        self.preset, self.overrides, self._refinerSwitches = preset or None, dict(overrides), {}
+        checked = (presetConfig(preset) if preset else SessionConfig()).replace(**overrides)
+        self.preset = preset or None
+        self.overrides = {name: getattr(checked, name) for name in overrides}  # typed: "true" -> True, list -> tuple
+        if self.lesion and self._configKnown() and not self.config.lesion_refiners:
+            logger.warning("lesion mode off: %s", self._noLesionRefiners())
+            self.lesion = False
+
+    def baseConfig(self, preset: Optional[str] = None):
+        """The :class:`~SegAnyPETLib.inference.config.SessionConfig` of ``preset`` before overrides
+        (None or ``""``: the model's own, which loads the model)."""
+        from .inference.config import resolve_config
+
+        return resolve_config(None if preset else self.model, preset or None)
 
     @property
     def config(self):
-        """The :class:`~SegAnyPETLib.inference.config.SessionConfig` the next click runs with (loads the model)."""
-        from .inference.config import REFINERS, resolve_config
+        """The :class:`~SegAnyPETLib.inference.config.SessionConfig` the next click runs with (loads the
+        model when the options start from the model's own)."""
+        from .inference.config import resolve_config
 
-        config = resolve_config(self.model, self.preset, **self.overrides)
-        for name, on in self._refinerSwitches.items():
-            names = {r for r in config.refiners if r != name} | ({name} if on else set())
-            config = config.replace(refiners=tuple(r for r in REFINERS if r in names))
-        return config
+        return resolve_config(None if self.preset else self.model, self.preset, **self.overrides)
+
+    @property
+    def modelLoaded(self) -> bool:
+        """Whether the network is loaded (then the model's own options are known without loading it)."""
+        return self._model is not None or not isinstance(self.modelSource, (str, os.PathLike))
+
+    def _configKnown(self) -> bool:
+        return self.preset is not None or self.modelLoaded
 
     def _optionsKey(self) -> tuple:
-        return (self.preset, tuple(sorted(self.overrides.items())), tuple(sorted(self._refinerSwitches.items())), self.lesion)
+        return (self.preset, tuple(sorted(self.overrides.items())), self.lesion)
 
-    def _setOverride(self, name: str, value: Any) -> None:
-        self._requireIdle()
-        self.overrides[name] = value
-
-    def setMirror(self, mirror: bool) -> None:
-        """Turn test-time mirroring on or off (the ``mirror`` option); it applies from the next click."""
-        self._setOverride("mirror", bool(mirror))
-
-    def setInteriorCrop(self, interiorCrop: bool) -> None:
-        """Add a crop centred inside a segment's first mask, or not (``interior_crop``); from the next segment."""
-        self._setOverride("interior_crop", bool(interiorCrop))
-
-    def setPartCheck(self, partCheck: bool) -> None:
-        """Leave out the parts of a segment's first mask that are another object, or not (``part_check``)."""
-        self._setOverride("part_check", bool(partCheck))
-
-    def _switchRefiner(self, name: str, on: bool) -> None:
-        self._requireIdle()
-        self._refinerSwitches[name] = bool(on)
-
-    def setClickedIslandsOnly(self, clickedOnly: bool) -> None:
-        """Keep only the mask's parts that a positive point touches (the ``clicked_islands`` refiner), or not."""
-        self._switchRefiner("clicked_islands", clickedOnly)
-
-    def setContrastEdge(self, contrastEdge: bool) -> None:
-        """Move the mask's edge to the PET contrast (the ``contrast_edge`` refiner), or not; from the next click."""
-        self._switchRefiner("contrast_edge", contrastEdge)
+    def _noLesionRefiners(self) -> str:
+        options = f"the {self.preset} preset" if self.preset else "the model's own"
+        if self.overrides:
+            options += ", changed: " + ", ".join(sorted(self.overrides))
+        return (f"the inference options ({options}) have no lesion refiners, so lesion mode would change nothing; "
+                "choose a preset with them (bundled) or set the option lesion_refiners to clicked_islands,focal_uptake")
 
     def setLesion(self, lesion: bool) -> None:
-        """Segment a lesion (the preset's ``lesion_refiners``: the focal uptake at each positive point)
+        """Segment a lesion (the options' ``lesion_refiners``: the focal uptake at each positive point)
         or any object, from the next point; refused where the options have no lesion refiners."""
         self._requireIdle()
-        if lesion and self._model is not None and not self.config.lesion_refiners:
-            options = f"the {self.preset} preset" if self.preset else "the model's inference options"
-            raise SegAnyPETError(f"{options} have no lesion refiners, so lesion mode would change nothing; choose a "
-                                 "preset with them (bundled) or set lesion_refiners=clicked_islands,focal_uptake")
+        if lesion and self._configKnown() and not self.config.lesion_refiners:
+            raise SegAnyPETError(self._noLesionRefiners())
         self.lesion = bool(lesion)
 
     # ------------------------------------------------------------------------------ steps
@@ -211,28 +208,25 @@ class SessionSteps:
     def _needsEncoder(self, step: _Step) -> bool:
         """Whether ``step`` runs the image encoder (then it goes to ``runner``); decoder-only steps run at once.
 
-        A click needs it when it is a new object's first or a positive click outside every crop; a
-        replay, unless it starts from the session's first point and every positive point lies in a
-        crop the session holds.
+        A click needs it when the session says so (:meth:`~SegAnyPETLib.session.InteractiveSession.needs_encoder`:
+        a new object's first click, a positive click outside every crop, options that add crops); a
+        replay, unless it starts from the session's first point and the session says so of no point.
         """
         session = self._session
         if step.kind == "clear":
             return False
         if session is None or self._imageStale or self._optionsKey() != self._configuredKey:
             return True  # a new session, a new image, or new options (mirroring encodes again)
-        crops = session.crops
 
-        def outside(lps: np.ndarray, label: int) -> bool:
-            if hasattr(session, "needs_encoder"):  # the session API of issue 25
-                return bool(session.needs_encoder(lps, positive=bool(label), space="lps"))
-            return bool(label) and not any(grid.contains(lps) for grid in crops)
+        def encodes(lps: np.ndarray, label: int) -> bool:
+            return session.needs_encoder(lps, positive=bool(label), space="lps")
 
         if step.kind == "add":
-            return outside(*step.points[-1])
+            return encodes(*step.points[-1])
         first = session.points[:1]
         if not first or not samePoints(first, step.points[:1]):
             return True
-        return any(label and not any(grid.contains(lps) for grid in crops) for lps, label in step.points)
+        return any(encodes(lps, label) for lps, label in step.points)
 
     def _start(self, step: _Step) -> bool:
         """Run ``step`` (in ``runner`` when it needs the encoder); False when it failed at once."""
@@ -351,8 +345,8 @@ class SessionSteps:
         self._committed = list(step.prompts)
         self.predictions += 1
         now = time.perf_counter()
-        self.timing = dict(getattr(self._session, "timing", {}) or {}) if step.kind != "clear" else {}
-        self.warnings = list(getattr(self._session, "warnings", []) or []) if step.kind != "clear" else []
+        self.timing = dict(self._session.timing) if step.kind != "clear" else {}
+        self.warnings = list(self._session.warnings) if step.kind != "clear" else []
         self.timing["write_ms"] = 1000 * (now - written)
         self.timing["latency_ms"] = 1000 * (now - step.started)
         if self.updateCallback is not None:
@@ -366,9 +360,9 @@ class SessionSteps:
         compared (a replay or reset starts from an empty object, whose ``last_update`` leaves out
         the previous region).
         """
-        update = getattr(self._session, "last_update", False) if step.kind == "add" and step.sessionUndo else False
-        if self._shown is None or not self._shownIsSession or update is False:
+        if step.kind != "add" or not step.sessionUndo or self._shown is None or not self._shownIsSession:
             return changedBox(self._shown, mask)
+        update = self._session.last_update
         if update is None:
             return None
         inner = changedBox(self._shown[update.box], update.mask)

@@ -147,19 +147,25 @@ def test_options_reach_the_session_from_the_next_click(world, network, case):
     same.set_image(case.image)
     expected = same.add_click(lps(world, liver), space="lps")
     assert np.array_equal(world.segment(), expected)
-    world.logic.setMirror(True)  # from the next click on; the segment and the session stay as they are
-    world.logic.setClickedIslandsOnly(False)
-    world.logic.setContrastEdge(False)
+    # from the next click on; the segment and the session stay as they are (text values as --set gives them)
+    world.logic.setOptions("bundled", mirror="true", max_crops="2", refiners="touching_islands")
+    assert world.logic.overrides == {"mirror": True, "max_crops": 2, "refiners": ("touching_islands",)}
     assert not world.logic._session.config.mirror and np.array_equal(world.segment(), expected)
     config = world.logic.config  # what the next click runs with
-    assert config.mirror and config.refiners == ("touching_islands",) and config.max_crops == 2
-    world.logic.setMirror(False)  # (mirroring is 8 encoder runs: not in a quick test)
-    world.click((liver[0] + 1, liver[1], liver[2]))
+    assert config.mirror and config.refiners == ("touching_islands",) and config.max_crops == 2 and config.interior_crop
+    world.logic.setOptions("bundled", max_crops=2, part_check=False, interior_crop=False, refiners=["touching_islands"])
+    world.click((liver[0] + 1, liver[1], liver[2]))  # (no mirroring: 8 encoder runs are not for a quick test)
     assert world.logic._session.config == expected_config.replace(refiners=("touching_islands",))
-    with pytest.raises(SegAnyPETError, match="unknown inference option"):
-        world.logic.setOptions(no_such_option=1)
+    # a refused change is one clear error and changes nothing
+    for bad, message in (({"no_such_option": 1}, "unknown inference option"), ({"max_crops": "two"}, "must be a whole number"),
+                         ({"refiners": "clicked_islands,no_refiner"}, "must be one of"), ({"edge_fraction": 2}, "between 0 and 1")):
+        with pytest.raises(SegAnyPETError, match=message):
+            world.logic.setOptions("official", **bad)
+        assert world.logic.preset == "bundled" and world.logic.overrides["refiners"] == ("touching_islands",)
     with pytest.raises(SegAnyPETError, match="unknown preset"):
         world.logic.setOptions("no-such-preset")
+    assert world.logic.baseConfig("official") == PRESETS["official"]
+    assert world.logic.baseConfig(None) == world.logic.model.inference == PRESETS["official"]  # the checkpoint's own
 
 
 def test_lesion_mode_needs_lesion_refiners_and_says_so(world, case):
@@ -172,6 +178,8 @@ def test_lesion_mode_needs_lesion_refiners_and_says_so(world, case):
     world.logic.setLesion(True)
     world.click((liver[0] + 1, liver[1], liver[2]))
     assert world.logic._session.lesion and json.loads(_tag(world))["lesion"] is True
+    world.logic.setOptions("official")  # options without lesion refiners: lesion mode goes off
+    assert not world.logic.lesion
 
 
 def _tag(world, segmentId=None):
@@ -490,7 +498,7 @@ def test_mrml_segmenter_gives_the_same_masks_as_the_library(network, case):
 # ----------------------------------------------------------------------------------------- no GUI
 SLICER_LIBRARY = ("slicer_logic", "slicer_steps", "slicer_prompts", "slicer_nodes", "slicer_segment_writer",
                   "slicer_statistics", "slicer_batch", "slicer_runner", "slicer_checks", "slicer_headless", "slice_view",
-                  "slicer_bench", "requirements")
+                  "slicer_bench", "slicer_options", "requirements")
 
 
 @pytest.mark.parametrize("name", SLICER_LIBRARY)

@@ -152,6 +152,48 @@ def test_parameter_node_holds_what_a_scene_reopens_with(tree, source):
     assert source.count('_remember("device"') == 1
 
 
+def test_inference_options_come_from_the_library_table(ui, tree, source):
+    """A preset combo box and an Advanced section whose controls are built at run time from the
+    options of SessionConfig: no option has a widget of its own in the .ui file or a setter."""
+    from SegAnyPETLib.inference.config import option_specs
+    from SegAnyPETLib.slicer_options import CONTROL_KINDS
+
+    names = widget_names(ui)
+    assert names["presetComboBox"] == "QComboBox" and names["advancedCollapsibleButton"] == "ctkCollapsibleButton"
+    advanced = next(w for w in ui.iter("widget") if w.get("name") == "advancedCollapsibleButton")
+    assert advanced.find("layout").get("class") == "QFormLayout"  # the rows the widget adds go here
+    assert any(p.get("name") == "collapsed" and p.find("bool").text == "true" for p in advanced.findall("property"))
+    assert [n for n, c in names.items() if c == "QCheckBox"] == ["lesionCheckBox"]  # lesion is per segment
+    text = UI_FILE.read_text() + source
+    for spec in option_specs():  # no option is spelled out in the widget or the .ui file
+        camel = spec.name.split("_")[0] + "".join(w.capitalize() for w in spec.name.split("_")[1:])
+        assert camel + "CheckBox" not in text and f'"{spec.name}"' not in source, spec.name
+    for legacy in ("OPTION_SETTERS", "setMirror", "setInteriorCrop", "setPartCheck", "setClickedIslandsOnly",
+                   "setContrastEdge", "onOptionToggled"):
+        assert legacy not in source, legacy
+    # one Qt control per kind of control the library names, each with the signal the code connects
+    widgets = module_constant(tree, "OPTION_WIDGETS")
+    assert set(widgets) == set(CONTROL_KINDS)
+    assert all(cls.startswith("Q") and signal.endswith(")") for cls, signal in widgets.values())
+    assert {"optionControls", "presetItems", "addRow", "_createOptionWidget"} <= calls(method(tree, "_setUpOptions"))
+    create = ast.get_source_segment(source, method(tree, "_createOptionWidget"))
+    assert "OPTION_WIDGETS[control.kind]" in create and "connect(signal, self.onAdvancedOptionChanged)" in create
+    # the widget forwards: the library turns values into overrides and back, and the logic checks them
+    assert "setControlValues" in calls(method(tree, "onAdvancedOptionChanged"))
+    assert "controlValues" in calls(method(tree, "_refreshOptions"))
+    assert "choosePreset" in calls(method(tree, "onPresetChanged"))
+    assert "setOptions" in calls(method(tree, "_applyOptions"))
+    assert "_applyOptions" in calls(method(tree, "_applyParameterNode"))
+    assert "baseConfig" in calls(method(tree, "_optionsBase"))
+    # the preset and the overrides are what the parameter node holds and what a new scene starts from
+    wrapper = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SegAnyPETParameterNode")
+    fields = {node.target.id for node in wrapper.body if isinstance(node, ast.AnnAssign)}
+    assert not fields & {"mirror", "clickedIslandsOnly", "interiorCrop", "partCheck", "contrastEdge"}
+    remembered = module_constant(tree, "REMEMBERED")
+    assert remembered["preset"] == "" and remembered["options"] == "{}"
+    assert set(remembered) <= fields
+
+
 def test_requirements_come_from_one_source(tree, source):
     names = {target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
              if isinstance(target, ast.Name)}
