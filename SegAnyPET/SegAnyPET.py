@@ -591,12 +591,12 @@ class SegAnyPETWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self._optionsLibrary().OptionsForm.fromNode(self._parameterNode.preset, self._parameterNode.options)
 
     def _optionsBase(self, preset):
-        """(config of ``preset`` before overrides, None) or (None, why it is not known yet): the model's
-        own needs the model, which is loaded here once it is on this machine."""
+        """(config of ``preset`` before overrides, None) or (None, why it is not known yet): a local
+        checkpoint's own options need the model, which is loaded here once it is on this machine."""
         logic = self.logic
         if self.runner.running:
             return None, _("The options can be changed when the computation has finished.")
-        if not preset and not logic.modelLoaded:
+        if not preset and not logic.modelLoaded and not logic.registryModel:
             if logic.modelSource != self._modelSource() or not self._modelAvailable():
                 return None, _("The model's own options are shown once the model is on this machine (Download, or choose a preset).")
         try:

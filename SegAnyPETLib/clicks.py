@@ -2,7 +2,9 @@
 
 The first click is a uniformly random voxel of the target; every next click is a uniformly random
 voxel of the error region (false negatives and false positives) of the current prediction,
-positive if it lies in a false negative, negative otherwise.
+positive if it lies in a false negative, negative otherwise. Where the model can only act inside a
+region (the official protocol's one crop), the error region is taken inside it, as the official
+evaluation computes it on the cropped label.
 """
 from __future__ import annotations
 
@@ -12,16 +14,22 @@ import numpy as np
 import torch
 
 
-def next_click(prediction: Optional[np.ndarray], target: np.ndarray, rng: np.random.Generator) -> Tuple[Tuple[int, ...], bool]:
-    """Index (numpy order) and polarity of the next click; ``prediction=None`` for the first click."""
+def next_click(prediction: Optional[np.ndarray], target: np.ndarray, rng: np.random.Generator,
+               reach: Optional[np.ndarray] = None) -> Tuple[Tuple[int, ...], bool]:
+    """Index (numpy order) and polarity of the next click; ``prediction=None`` for the first click.
+    ``reach``: where the click can act (bool like ``target``), None for anywhere."""
     target = target.astype(bool, copy=False)
     if not target.any():
         raise ValueError("the target is empty: nothing to click on")
+    if reach is not None and (target & reach).any():
+        target = target & reach
     if prediction is None:
         error = target
     else:
         prediction = prediction.astype(bool, copy=False)
         error = target ^ prediction
+        if reach is not None:
+            error &= reach
         if not error.any():  # perfect already: a confirming click inside the target
             error = target
     candidates = np.flatnonzero(error)

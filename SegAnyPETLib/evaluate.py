@@ -83,6 +83,11 @@ class ModelSegmenter:
     def click(self, index_zyx, positive):
         return self.session.add_click(tuple(reversed(index_zyx)), positive=positive, space="ijk")
 
+    @property
+    def reach(self) -> Optional[np.ndarray]:
+        """Where the next click can act (:attr:`~SegAnyPETLib.session.InteractiveSession.reach`)."""
+        return self.session.reach
+
 
 @dataclass
 class Result:
@@ -111,7 +116,7 @@ def run_protocol(
     prediction: Optional[np.ndarray] = None
     masks: Dict[int, np.ndarray] = {}
     for count in range(1, max(clicks) + 1):
-        index, positive = next_click(prediction, target, rng)
+        index, positive = next_click(prediction, target, rng, getattr(segmenter, "reach", None))
         prediction = segmenter.click(index, positive)
         if count in clicks:
             masks[count] = prediction.copy()

@@ -34,7 +34,7 @@ from .inference.crops import Box, ObjectCrops, Point, relative, union_box
 from .inference.embeddings import EmbeddingCache
 from .inference.refiners import refine_object
 from .model import Sam3D
-from .preprocessing import as_image, validate_pet
+from .preprocessing import as_image, crop_coordinates, validate_pet
 
 @dataclass
 class MaskUpdate:
@@ -188,12 +188,29 @@ class InteractiveSession:
     @property
     def mask(self) -> np.ndarray:
         """The object's mask, (z, y, x) uint8 on the input grid (a new array)."""
-        return self._mask_in(tuple(slice(0, n) for n in tuple(reversed(self.image.GetSize()))))
+        return self._mask_in(tuple(slice(0, n) for n in self._mask_shape))
+
+    @property
+    def _mask_shape(self) -> Tuple[int, int, int]:
+        return tuple(reversed(self.image.GetSize()))
 
     @property
     def points(self) -> List[Tuple[Tuple[float, float, float], int]]:
         """The object's points as (LPS mm, label)."""
         return [(tuple(float(v) for v in p.lps), p.label) for p in self._points]
+
+    @property
+    def reach(self) -> Optional[np.ndarray]:
+        """Where a next point can act: None (anywhere) while the config allows another crop, else the
+        voxels (z, y, x bool) inside the object's crops; a positive point elsewhere is refused."""
+        if len(self._crops) < self.config.max_crops:
+            return None
+        inside = np.zeros(self._mask_shape, dtype=bool)
+        for crop in self._crops.crops:
+            if crop.region is not None:
+                index = crop_coordinates(crop.grid, self.image, crop.region)
+                inside[crop.region] |= np.all((index >= -0.5) & (index <= crop.grid.size - 0.5), axis=-1)
+        return inside
 
     @property
     def num_crops(self) -> int:

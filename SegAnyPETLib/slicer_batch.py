@@ -62,6 +62,12 @@ class MRMLSegmenter:
         segmentId = addSegment(self.segmentationNode, f"target {self._targets}")
         self.logic.setTargetSegment(self.segmentationNode, segmentId)
 
+    @property
+    def reach(self) -> Optional[np.ndarray]:
+        """Where the next click can act (the session's ``reach``), as :class:`~SegAnyPETLib.evaluate.ModelSegmenter`'s."""
+        session = self.logic.session
+        return None if session is None else session.reach
+
     def click(self, index_zyx, positive: bool) -> np.ndarray:
         ras = volumeIjkToRas(self.volumeNode) @ np.array([index_zyx[2], index_zyx[1], index_zyx[0], 1.0])
         node = self.positiveNode if positive else self.negativeNode

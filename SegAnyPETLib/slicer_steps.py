@@ -146,9 +146,13 @@ class SessionSteps:
 
     def baseConfig(self, preset: Optional[str] = None):
         """The :class:`~SegAnyPETLib.inference.config.SessionConfig` of ``preset`` before overrides
-        (None or ``""``: the model's own, which loads the model)."""
-        from .inference.config import resolve_config
+        (None or ``""``: the model's own: a registry model's preset without loading it, else the
+        checkpoint's, which loads the model)."""
+        from .checkpoints import REGISTRY
+        from .inference.config import preset as presetConfig, resolve_config
 
+        if not preset and not self.modelLoaded and self.registryModel:
+            return presetConfig(REGISTRY[self.modelSource].preset)
         return resolve_config(None if preset else self.model, preset or None)
 
     @property
@@ -158,6 +162,18 @@ class SessionSteps:
         from .inference.config import resolve_config
 
         return resolve_config(None if self.preset else self.model, self.preset, **self.overrides)
+
+    @property
+    def session(self) -> Any:
+        """The interactive session of the current volume (None before the first prediction)."""
+        return self._session
+
+    @property
+    def registryModel(self) -> bool:
+        """Whether the model is a registry name (its own options are then known without loading it)."""
+        from .checkpoints import REGISTRY
+
+        return isinstance(self.modelSource, str) and self.modelSource in REGISTRY
 
     @property
     def modelLoaded(self) -> bool:

@@ -183,3 +183,44 @@ def test_confusions_experiment_splits_the_evaluated_masks_by_neighbour(tmp_path,
             neighbours += 1
             assert float(cells[4]) >= dices[target] - 1e-3 and 1.0 <= float(cells[3].split()[0]) <= 100.0
     assert neighbours  # the random network's masks take in unlabelled voxels at least
+
+
+def test_next_click_stays_where_the_model_can_act():
+    rng = np.random.default_rng(1)
+    target = np.zeros((10, 10, 10), bool)
+    target[2:9, 2:9, 2:9] = True
+    reach = np.zeros_like(target)
+    reach[:, :, :5] = True
+    prediction = np.zeros_like(target)
+    for _ in range(30):
+        index, positive = next_click(prediction, target, rng, reach)
+        assert reach[index] and positive and target[index]
+    prediction = target & reach  # no error left inside the reach: a confirming click inside it
+    index, positive = next_click(prediction, target, rng, reach)
+    assert reach[index] and target[index] and positive
+
+
+def test_the_official_protocol_clicks_inside_its_one_crop():
+    """With one crop per object (official), a target larger than the crop gets its later clicks
+    inside the crop, as the official evaluation draws them from the cropped label; without the
+    limit the clicks outside the crop would be refused."""
+    from SegAnyPETLib.evaluate import ModelSegmenter, run_protocol
+    from conftest import random_model
+
+    model = random_model("tiny")
+    size = model.preprocessing.crop_size
+    shape = (size + 30,) * 3
+    target = np.zeros(shape, bool)
+    target[5:-5, 5:-5, 5:-5] = True  # larger than the crop on every axis
+    values = (np.where(target, 5.0, 1.0) + 0.1 * np.random.default_rng(0).random(shape)).astype(np.float32)
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((4.0, 4.0, 4.0))
+    segmenter = ModelSegmenter(model, device="cpu", preset="official")
+    segmenter.set_image(image)
+    assert segmenter.reach is None  # no crop yet: the first click may be anywhere
+    masks = run_protocol(segmenter, target, (1, 5), np.random.default_rng(0), "box")
+    reach = segmenter.reach
+    assert segmenter.session.num_crops == 1 and 0 < reach.sum() <= size**3 < target.sum()
+    assert all(reach[tuple(int(round(v)) for v in lps_index)] for lps_index in
+               (image.TransformPhysicalPointToContinuousIndex(p)[::-1] for p, _ in segmenter.session.points))
+    assert not masks[5][~reach].any()  # the official mask lives in its crop

@@ -16,8 +16,9 @@ import slicer
 import vtk
 
 from slicer_testing import model_source, organ_center_zyx, phantom
-from SegAnyPETLib.checkpoints import load_model
+from SegAnyPETLib.checkpoints import bundled_models_dir, load_model
 from SegAnyPETLib.errors import SegAnyPETError
+from SegAnyPETLib.inference.config import PRESETS
 from SegAnyPETLib.labels import LABELS
 from SegAnyPETLib.session import InteractiveSession
 from SegAnyPETLib.slicer_headless import headless_slicer
@@ -136,7 +137,6 @@ def test_clicks_write_the_session_result_into_the_target_segment(model, case, re
 
 
 def test_options_reach_the_session_from_the_next_click(world, network, case):
-    from SegAnyPETLib.inference.config import PRESETS
 
     liver = organ_center_zyx(case.label, LABELS["liver"])
     world.logic.setOptions("bundled", max_crops=2, part_check=False, interior_crop=False)
@@ -166,6 +166,16 @@ def test_options_reach_the_session_from_the_next_click(world, network, case):
         world.logic.setOptions("no-such-preset")
     assert world.logic.baseConfig("official") == PRESETS["official"]
     assert world.logic.baseConfig(None) == world.logic.model.inference == PRESETS["official"]  # the checkpoint's own
+
+
+def test_a_registry_models_own_options_are_known_without_loading_it():
+    logic = SegAnyPETLogic("demo", "cpu")
+    assert logic.registryModel and logic.baseConfig(None) == PRESETS["bundled"] and not logic.modelLoaded
+    assert logic.baseConfig(None) == logic.model.inference  # the same as the loaded checkpoint's
+    local = SegAnyPETLogic(str(bundled_models_dir() / "seganypet_demo_tiny.pt"), "cpu")
+    assert not local.registryModel and local.baseConfig(None) == PRESETS["bundled"] and local.modelLoaded
+    logic.cleanup()
+    local.cleanup()
 
 
 def test_lesion_mode_needs_lesion_refiners_and_says_so(world, case):
