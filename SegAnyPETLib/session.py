@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,20 +28,12 @@ from .device import resolve_device
 from .errors import SegAnyPETError
 from .inference import steps
 from .inference.config import preset_name, resolve_config
-from .inference.coordinates import nearest_voxel, to_lps
-from .inference.crops import Box, ObjectCrops, Point, relative, union_box
+from .inference.coordinates import check_contradictions, nearest_voxel, to_lps
+from .inference.crops import Box, MaskUpdate, ObjectCrops, Point, relative, union_box
 from .inference.embeddings import EmbeddingCache
 from .inference.refiners import refine_object
 from .model import Sam3D
-from .preprocessing import as_image, crop_coordinates, validate_pet
-
-@dataclass
-class MaskUpdate:
-    """The box of the input grid (z, y, x slices) that the last change may have touched, and the
-    object's mask there (uint8); outside it the mask is as before."""
-
-    box: Box
-    mask: np.ndarray
+from .preprocessing import as_image, validate_pet
 
 
 class InteractiveSession:
@@ -132,7 +123,7 @@ class InteractiveSession:
         """
         with self._lock:
             new = Point(self.to_lps(point, space), int(bool(positive)))
-            self._check_contradictions(self._points + [new])
+            check_contradictions(self.image, self._points + [new])
             return self._change(lambda: self._add(new))
 
     def set_points(self, points: Sequence[Sequence[float]], labels: Sequence[int], space: str = "ijk") -> np.ndarray:
@@ -140,7 +131,7 @@ class InteractiveSession:
         points are replayed in order from an empty mask, reusing the cached embeddings."""
         with self._lock:
             converted = [Point(self.to_lps(p, space), int(bool(l))) for p, l in zip(points, labels)]
-            self._check_contradictions(converted)
+            check_contradictions(self.image, converted)
 
             def replay() -> None:
                 self._clear_object(keep_history=True)
@@ -203,14 +194,7 @@ class InteractiveSession:
     def reach(self) -> Optional[np.ndarray]:
         """Where a next point can act: None (anywhere) while the config allows another crop, else the
         voxels (z, y, x bool) inside the object's crops; a positive point elsewhere is refused."""
-        if len(self._crops) < self.config.max_crops:
-            return None
-        inside = np.zeros(self._mask_shape, dtype=bool)
-        for crop in self._crops.crops:
-            if crop.region is not None:
-                index = crop_coordinates(crop.grid, self.image, crop.region)
-                inside[crop.region] |= np.all((index >= -0.5) & (index <= crop.grid.size - 0.5), axis=-1)
-        return inside
+        return None if len(self._crops) < self.config.max_crops else self._crops.inside(self._mask_shape)
 
     @property
     def num_crops(self) -> int:
@@ -275,14 +259,6 @@ class InteractiveSession:
                        "click_ms": total_ms - self.embeddings.encoder_ms}
         return self.mask
 
-    def _check_contradictions(self, points: Sequence[Point]) -> None:
-        seen: Dict[Tuple[int, int, int], int] = {}
-        for point in points:
-            voxel = self._voxel(point.lps)
-            if seen.setdefault(voxel, point.label) != point.label:
-                raise SegAnyPETError(f"a positive and a negative point on the same voxel (i, j, k) = {voxel[::-1]}: "
-                                     "remove one of them")
-
     def _add(self, point: Point) -> None:
         """Add ``point`` to the object and run the network where it says (the config's steps too)."""
         config, crops = self.config, self._crops
@@ -303,16 +279,9 @@ class InteractiveSession:
             targets = [crops.add(crops.place(point.lps))]
         for crop in targets:
             crops.predict(crop, self._points)
-        if config.extend:
-            steps.extend_crops(crops, targets, config.max_crops, config.extension_agreement, self._points)
-        if first and config.interior_crop and len(crops) < config.max_crops:
-            interior = steps.add_interior_crop(crops, targets[0], point, self._points)
-            if interior is not None and config.extend:
-                steps.extend_crops(crops, [interior], config.max_crops, config.extension_agreement, self._points)
-        if first and config.part_check:
-            box = crops.box()
-            self._excluded = steps.foreign_parts(crops, crops.network_mask(box), box, voxel, point,
-                                                 self.image.GetSpacing()[::-1])
+        excluded = steps.run_steps(crops, config, targets, self._points, first, voxel, self.image.GetSpacing()[::-1])
+        if first:
+            self._excluded = excluded
 
     def _render(self, previous: Optional[Box] = None) -> None:
         """Blend the crops and run the refiners over the object's region; set :attr:`last_update` (the

@@ -1,7 +1,7 @@
 """Click coordinates: voxel index or millimetres (LPS or RAS) to LPS millimetres, and back to voxels."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,3 +38,13 @@ def nearest_voxel(image: sitk.Image, lps: np.ndarray) -> Tuple[int, int, int]:
     """The voxel (z, y, x) of ``image`` nearest to an LPS point, clipped to the volume."""
     index = np.rint(image.TransformPhysicalPointToContinuousIndex(np.asarray(lps, float).tolist()))[::-1].astype(int)
     return tuple(int(v) for v in np.clip(index, 0, np.asarray(image.GetSize())[::-1] - 1))
+
+
+def check_contradictions(image: sitk.Image, points: Sequence) -> None:
+    """One clear error when a positive and a negative point (``.lps``, ``.label``) share a voxel."""
+    seen: Dict[Tuple[int, int, int], int] = {}
+    for point in points:
+        voxel = nearest_voxel(image, point.lps)
+        if seen.setdefault(voxel, point.label) != point.label:
+            raise SegAnyPETError(f"a positive and a negative point on the same voxel (i, j, k) = {voxel[::-1]}: "
+                                 "remove one of them")

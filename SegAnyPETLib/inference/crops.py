@@ -18,7 +18,7 @@ import torch
 from ..metrics import dice
 from ..model import Sam3D
 from ..model.common import upsample_logits
-from ..preprocessing import CropGrid, CropToImage, PreprocessConfig, crop_footprint
+from ..preprocessing import CropGrid, CropToImage, PreprocessConfig, crop_coordinates, crop_footprint
 from .embeddings import EmbeddingCache
 
 Box = Tuple[slice, slice, slice]  # (z, y, x) slices of the input grid
@@ -43,6 +43,15 @@ class Crop:
     _probability: Optional[Tuple[torch.Tensor, np.ndarray]] = None  # (logits, probability on region)
     _weight: Optional[np.ndarray] = None  # blending weight on region
     _to_image: Optional[CropToImage] = None
+
+
+@dataclass
+class MaskUpdate:
+    """The box of the input grid (z, y, x slices) that the last change may have touched, and the
+    object's mask there (uint8); outside it the mask is as before."""
+
+    box: Box
+    mask: np.ndarray
 
 
 def place_crop(point: np.ndarray, preprocessing: PreprocessConfig, image: sitk.Image, placement: str) -> CropGrid:
@@ -139,6 +148,15 @@ class ObjectCrops:
         if crop._probability is None or crop._probability[0] is not crop.logits:
             crop._probability = (crop.logits, crop._to_image(self.probability(crop)))
         return crop._probability[1], crop._weight
+
+    def inside(self, shape: Sequence[int]) -> np.ndarray:
+        """The voxels of the input grid (``shape``, z, y, x) whose centres lie in a crop (bool)."""
+        inside = np.zeros(tuple(shape), dtype=bool)
+        for crop in self.crops:
+            if crop.region is not None:
+                index = crop_coordinates(crop.grid, self.image, crop.region)
+                inside[crop.region] |= np.all((index >= -0.5) & (index <= crop.grid.size - 0.5), axis=-1)
+        return inside
 
     def box(self) -> Optional[Box]:
         """(z, y, x) slices of the input grid around every crop; None without crops."""

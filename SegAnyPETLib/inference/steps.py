@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -48,6 +48,24 @@ class BoxMask:
         out = np.zeros([s.stop - s.start for s in box], dtype=bool)
         out[relative(self.box, box)] = self.array
         return out
+
+
+def run_steps(crops: ObjectCrops, config: Any, targets: List[Crop], points: Sequence[Point], first: bool,
+              voxel: Tuple[int, int, int], spacing: Sequence[float]) -> Optional["BoxMask"]:
+    """The steps ``config`` turns on after the last of ``points`` was decoded in ``targets``: crop
+    extension, and at an object's first point the interior crop and the part check. Returns the
+    parts the check left out (or None)."""
+    point = points[-1]
+    if config.extend:
+        extend_crops(crops, targets, config.max_crops, config.extension_agreement, points)
+    if first and config.interior_crop and len(crops) < config.max_crops:
+        interior = add_interior_crop(crops, targets[0], point, points)
+        if interior is not None and config.extend:
+            extend_crops(crops, [interior], config.max_crops, config.extension_agreement, points)
+    if first and config.part_check:
+        box = crops.box()
+        return foreign_parts(crops, crops.network_mask(box), box, voxel, point, spacing)
+    return None
 
 
 # ------------------------------------------------------------------------------------- extension
