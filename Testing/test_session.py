@@ -60,7 +60,7 @@ def cut_model(spacing: float, start: float, stop: float):
 
 def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
     calls = count_encoder_runs(tiny_model)
-    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18))
     assert first.shape == (36, 40, 48) and first.dtype == np.uint8
@@ -76,7 +76,7 @@ def test_clicks_inside_the_crop_reuse_the_embedding(tiny_model, blob_image):
 def test_the_embedding_cache_is_bounded(tiny_model):
     image = sitk.GetImageFromArray(np.random.default_rng(2).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
     image.SetSpacing((4.0, 4.0, 4.0))
-    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False, interior_crop=False, part_check=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu", interior_crop=False, part_check=False)
     session.embeddings.max_cached = 2
     session.set_image(image)
     calls = count_encoder_runs(tiny_model)
@@ -94,13 +94,13 @@ def test_the_embedding_cache_is_bounded(tiny_model):
 def test_the_mask_threshold_is_the_operating_point(tiny_model, blob_image):
     masks = {}
     for threshold in (0.3, 0.5, 0.7):
-        session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False, mask_threshold=threshold)
+        session = InteractiveSession(tiny_model, "bundled", device="cpu", mask_threshold=threshold)
         session.set_image(blob_image)
         masks[threshold] = session.add_click((24, 20, 18)).astype(bool)
     assert not np.any(masks[0.7] & ~masks[0.5]) and not np.any(masks[0.5] & ~masks[0.3])
     assert masks[0.3].sum() > masks[0.7].sum()
     tiny_model.mask_threshold = 0.7  # a calibrated checkpoint's threshold is the default
-    default = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
+    default = InteractiveSession(tiny_model, "bundled", device="cpu")
     default.set_image(blob_image)
     assert np.array_equal(default.add_click((24, 20, 18)).astype(bool), masks[0.7])
     with pytest.raises(SegAnyPETError, match="mask_threshold must lie between 0 and 1"):
@@ -113,10 +113,10 @@ def test_every_object_is_centred_on_its_first_click(tiny_model):
     image = sitk.GetImageFromArray(np.random.default_rng(1).gamma(2.0, 1.0, (72, 72, 120)).astype(np.float32))
     image.SetSpacing((4.0, 4.0, 4.0))  # 480 x 288 x 288 mm: larger than the 256 mm crop on every axis
     calls = count_encoder_runs(tiny_model)
-    alone = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
+    alone = InteractiveSession(tiny_model, "bundled", device="cpu")
     alone.set_image(image)
     expected = alone.add_click((60, 36, 36))
-    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(image)
     session.add_click((40, 36, 36))
     earlier = session.crops[0]
@@ -139,11 +139,11 @@ def test_a_first_click_at_the_masks_edge_adds_a_crop_centred_inside_it():
     calls = count_encoder_runs(model)
     masks = {}
     for interior_crop in (True, False):
-        session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=interior_crop)
+        session = InteractiveSession(model, "bundled", device="cpu", interior_crop=interior_crop)
         session.set_image(image)
         masks[interior_crop] = session.add_click((60, 36, 36))
     assert len(calls) == 3 and session.num_crops == 1
-    session = InteractiveSession(model, "bundled", device="cpu", extend=False)
+    session = InteractiveSession(model, "bundled", device="cpu")
     session.set_image(image)
     session.add_click((60, 36, 36))
     assert len(calls) == 5
@@ -156,7 +156,7 @@ def test_a_first_click_at_the_masks_edge_adds_a_crop_centred_inside_it():
     session.add_click((58, 36, 36))
     assert session.num_crops == 2 and len(calls) == 5
 
-    everything = InteractiveSession(constant_model("tiny", sign=1.0), "bundled", device="cpu", extend=False)
+    everything = InteractiveSession(constant_model("tiny", sign=1.0), "bundled", device="cpu")
     everything.set_image(image)
     everything.add_click((60, 36, 36))
     assert everything.num_crops == 1
@@ -169,7 +169,7 @@ def test_no_interior_crop_that_would_not_hold_the_click():
     image.SetSpacing((4.0, 4.0, 4.0))
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)
-    probe = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False)
+    probe = InteractiveSession(model, "bundled", device="cpu", interior_crop=False)
     probe.set_image(image)
     click = (1, 36, 60)  # 4 mm from the image's face: the crop is moved off the click to fit
     probe.add_click(click)
@@ -188,7 +188,7 @@ def test_no_interior_crop_that_would_not_hold_the_click():
         return logits.abs() * sign, iou
 
     model.decode = shaped
-    session = InteractiveSession(model, "bundled", device="cpu", extend=False)
+    session = InteractiveSession(model, "bundled", device="cpu")
     session.set_image(image)
     mask = session.add_click(click)
     assert session.num_crops == 1 and mask[click[::-1]] == 1
@@ -245,7 +245,7 @@ def test_the_contrast_edge_moves_a_mask_a_voxel_too_large_to_the_organ():
     calls = count_encoder_runs(model)
     masks = {}
     for edge in (False, True):
-        session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False,
+        session = InteractiveSession(model, "bundled", device="cpu", interior_crop=False,
                                      refiners=BUNDLED_REFINERS if edge else ("clicked_islands",))
         session.set_image(image)
         masks[edge] = session.add_click((20, 20, 20)).astype(bool)
@@ -275,7 +275,7 @@ def test_a_click_the_contrast_edge_cuts_off_keeps_the_object_beside_it():
         background = crops[crops > crops.amin()].median()
         return crops > background + 0.06 * (crops.amax() - background)
 
-    session = InteractiveSession(crop_reading_model(4.0, warm, arch="tiny_conv"), "bundled", device="cpu", extend=False,
+    session = InteractiveSession(crop_reading_model(4.0, warm, arch="tiny_conv"), "bundled", device="cpu",
                                  interior_crop=False, part_check=False)
     session.set_image(image)
     mask = session.add_click(clicked[::-1]).astype(bool)
@@ -294,7 +294,7 @@ def test_lesion_mode_segments_the_focal_uptake_inside_the_networks_organ():
     image.SetSpacing((4.0, 4.0, 4.0))
     model = low_threshold_model(0.1)
     calls = count_encoder_runs(model)
-    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False)
+    session = InteractiveSession(model, "bundled", device="cpu", interior_crop=False)
     session.lesion = True
     session.set_image(image)
     found = session.add_click((26, 20, 20)).astype(bool)
@@ -324,7 +324,7 @@ def test_a_part_that_clicked_alone_is_another_object_is_left_out():
     edge = (29, 20, 20)  # (x, y, z): one voxel inside the dim ball, away from the neck
     masks = {}
     for part_check in (False, True):
-        session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, part_check=part_check)
+        session = InteractiveSession(model, "bundled", device="cpu", interior_crop=False, part_check=part_check)
         session.set_image(image)
         masks[part_check] = session.add_click(edge)
     assert masks[False][bright] and masks[False][dim]
@@ -396,7 +396,7 @@ def test_paste_back_matches_the_crop_geometry(blob_image):
     network's own edge: no contrast edge)."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(2.0, 2.0, 2.0), crop_size=model.config.img_size)
-    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=("clicked_islands",))
+    session = InteractiveSession(model, "bundled", device="cpu", interior_crop=False, refiners=("clicked_islands",))
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     grid = session.crops[0]
@@ -411,10 +411,10 @@ def test_masks_that_reach_the_crop_border_add_crops(blob_image):
     """Large organs: the session extends past crop faces that lie inside the image."""
     model = constant_model("tiny", sign=1.0)
     model.preprocessing = PreprocessConfig(spacing=(1.5, 1.5, 1.5), crop_size=model.config.img_size)  # 96 mm crop
-    single = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False)
+    single = InteractiveSession(model, "bundled", device="cpu", interior_crop=False)
     single.set_image(blob_image)
     cut = single.add_click((24, 20, 18))
-    session = InteractiveSession(model, "bundled", device="cpu", max_crops=4, interior_crop=False)
+    session = InteractiveSession(model, "bundled", device="cpu", extend=True, max_crops=4, interior_crop=False)
     session.set_image(blob_image)
     mask = session.add_click((24, 20, 18))
     assert session.num_crops > 1
@@ -431,7 +431,7 @@ def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
     model = cut_model(spacing=1.5, start=0.5, stop=1.0)
     first_half = model.decode
     masks, crops = {}, {}
-    for name, options in (("single", {"extend": False}), ("gated", {}), ("ungated", {"extension_agreement": 0.0})):
+    for name, options in (("single", {}), ("gated", {"extend": True}), ("ungated", {"extend": True, "extension_agreement": 0.0})):
         # Every island kept: the halves the ungated crops add lie apart from the first crop's.
         session = InteractiveSession(model, "bundled", device="cpu", max_crops=6, refiners=("contrast_edge",), **options)
         session.set_image(blob_image)
@@ -449,7 +449,7 @@ def test_added_crops_that_disagree_with_their_source_are_dropped(blob_image):
 
 
 def test_negative_click_far_from_the_object_changes_nothing(tiny_model, blob_image):
-    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(blob_image)
     assert not session.add_click((2, 2, 2), positive=False).any()
     assert session.num_crops == 0
@@ -559,7 +559,7 @@ def test_mirroring_makes_the_prediction_flip_equivariant(arch):
     click = (20, 30, 40)  # ijk; the 64^3 image at 4 mm is exactly one crop
 
     def masks(mirror: bool) -> list:
-        session = InteractiveSession(model, "bundled", device="cpu", extend=False, mirror=mirror)
+        session = InteractiveSession(model, "bundled", device="cpu", mirror=mirror)
         session.set_image(array, spacing=(4.0, 4.0, 4.0))
         results = [session.add_click(click)]
         for axis in range(3):  # ijk axis; numpy axis 2 - axis
@@ -577,7 +577,7 @@ def test_mirroring_makes_the_prediction_flip_equivariant(arch):
 
 def test_turning_mirroring_on_encodes_the_crop_again(tiny_model, blob_image):
     calls = count_encoder_runs(tiny_model)
-    session = InteractiveSession(tiny_model, "bundled", device="cpu", extend=False)
+    session = InteractiveSession(tiny_model, "bundled", device="cpu")
     session.set_image(blob_image)
     plain = session.add_click((24, 20, 18))
     session.configure(mirror=True)
@@ -597,13 +597,13 @@ def test_only_the_islands_a_positive_click_touches_are_kept(blob_image):
     island; without the ``clicked_islands`` refiner both slabs are always there."""
     model = cut_model(spacing=2.0, start=0.25, stop=0.375)
     # One crop: an interior crop would put its own slabs elsewhere.
-    everything = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=())
+    everything = InteractiveSession(model, "bundled", device="cpu", interior_crop=False, refiners=())
     everything.set_image(blob_image)
     both = everything.add_click((24, 20, 18))
     islands, count = ndimage.label(both)
     assert count == 2
 
-    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=("clicked_islands",))
+    session = InteractiveSession(model, "bundled", device="cpu", interior_crop=False, refiners=("clicked_islands",))
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18))
     clicked = islands[18, 20, 24]
@@ -624,10 +624,10 @@ def test_a_later_click_the_network_leaves_out_brings_in_no_neighbouring_island(b
     other slab (which the network leaves out) keeps only the first slab; counting every click's 26
     neighbours (as after the contrast edge) would keep both."""
     model = cut_model(spacing=2.0, start=0.25, stop=0.375)
-    everything = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=())
+    everything = InteractiveSession(model, "bundled", device="cpu", interior_crop=False, refiners=())
     everything.set_image(blob_image)
     slabs = everything.add_click((24, 20, 18)).astype(bool)
-    session = InteractiveSession(model, "bundled", device="cpu", extend=False, interior_crop=False, refiners=("clicked_islands",))
+    session = InteractiveSession(model, "bundled", device="cpu", interior_crop=False, refiners=("clicked_islands",))
     session.set_image(blob_image)
     first = session.add_click((24, 20, 18)).astype(bool)
     other = slabs & ~first

@@ -131,8 +131,8 @@ def test_a_preset_change_resets_the_options_to_the_presets_or_the_models_own(bun
     form.choosePreset("bundled")
     assert form.toNode() == ("bundled", "{}")
     assert form.controlValues(logic.baseConfig(form.preset)) == OptionsForm().controlValues(PRESETS["bundled"])
-    form.setControlValues(PRESETS["bundled"], {"extend": False})
-    assert form.overrides == {"extend": False}
+    form.setControlValues(PRESETS["bundled"], {"extend": True})
+    assert form.overrides == {"extend": True}
 
     form.choosePreset(MODEL_DEFAULT)  # the model's own options, through resolve_config
     assert form.overrides == {} and form.summary() == "Options of the model's own options."

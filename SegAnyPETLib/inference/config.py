@@ -109,9 +109,10 @@ def option_specs() -> Iterator[OptionSpec]:
 # The presets: official, and each model's recipe where a measurement made it (docs/inference.md).
 PRESETS: Dict[str, SessionConfig] = {
     "official": SessionConfig(),
-    # What the bundled phantom model was designed and evaluated with (README, docs/inference.md).
+    # What the bundled phantom model was designed and evaluated with, less crop extension, which changed
+    # no validation result and cost encoder runs (docs/inference.md, docs/experiments/LOG.md).
     "bundled": SessionConfig(
-        crop="inside_image", paste="trilinear", max_crops=6, extend=True, interior_crop=True, part_check=True,
+        crop="inside_image", paste="trilinear", max_crops=6, interior_crop=True, part_check=True,
         refiners=("clicked_islands", "contrast_edge", "touching_islands"),
         lesion_refiners=("clicked_islands", "focal_uptake"),
     ),
