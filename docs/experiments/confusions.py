@@ -1,9 +1,10 @@
 """Which labelled neighbours a model's one-click masks take in, and what each costs in Dice.
 
-Runs the one-click protocol of ``seganypet evaluate`` (the same first click, the session's defaults)
-on each target of every case and splits each mask's false positives by the label they carry. For
-every target it prints the mean Dice and, for each other label that takes up at least 1 % of the
-masks on average (unlabelled tissue as well), its share of the mask and the Dice the target would have without those voxels:
+Runs the one-click protocol of ``seganypet evaluate`` (the same first click; the model's own preset
+unless ``--preset`` / ``--set`` say otherwise) on each target of every case and splits each mask's
+false positives by the label they carry. For every target it prints the mean Dice and, for each
+other label that takes up at least 1 % of the masks on average (unlabelled tissue as well), its
+share of the mask and the Dice the target would have without those voxels:
 
     python docs/experiments/confusions.py --model demo --data phantoms_test --targets heart,spleen
 """
@@ -17,6 +18,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from SegAnyPETLib.checkpoints import load_model
+from SegAnyPETLib.commands.inference_args import add_inference_arguments, inference_options
 from SegAnyPETLib.data import load_case, open_dataset
 from SegAnyPETLib.evaluate import ModelSegmenter, click_seed, run_protocol
 from SegAnyPETLib.metrics import dice
@@ -28,12 +30,14 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--targets", help="comma-separated names (default: every label)")
     parser.add_argument("--seed", type=int, default=0, help="the click seed of seganypet evaluate")
+    add_inference_arguments(parser)
     args = parser.parse_args()
+    preset, overrides = inference_options(args)
 
     dataset = open_dataset(args.data, split="auto")
     wanted = dataset.select_targets(args.targets.split(",") if args.targets else None)
     names = {0: "(unlabelled)", **{value: name for name, value in dataset.labels.items() if value}}
-    segmenter = ModelSegmenter(load_model(args.model, device="cpu"), device="cpu")
+    segmenter = ModelSegmenter(load_model(args.model, device="cpu"), device="cpu", preset=preset, **overrides)
     dices = defaultdict(list)  # target -> Dice per case
     shares = defaultdict(lambda: defaultdict(list))  # target -> neighbour -> share of the mask per case
     without = defaultdict(lambda: defaultdict(list))  # target -> neighbour -> Dice without its voxels
