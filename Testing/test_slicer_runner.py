@@ -154,6 +154,45 @@ def test_poll_delivers_progress_and_results_on_the_calling_thread():
     runner.wait(10)
 
 
+def test_the_worker_advances_while_the_main_thread_holds_the_gil_between_polls():
+    """Slicer's main thread holds the GIL while Qt runs and lets Python threads in only where it
+    releases it. Simulated here: a thread switch only every 2 s and a main thread that computes in
+    Python between 50 ms timer ticks. The runner's poll waits for the worker with ``join``, which
+    releases the GIL, so the work (about 20 ms of Python) ends at the first ticks; a poll that only
+    looks (a wait of 0) leaves it where it started."""
+    import sys
+    import time
+
+    def work(progress, go):
+        go.wait()  # starts once the main thread is back in its event loop
+        for step in range(2000):
+            sum(range(100))
+            progress.append(step)
+
+    def ticks(wait, count):
+        progress, go = [], threading.Event()
+        runner = ThreadRunner(waitSeconds=wait)
+        runner(lambda: work(progress, go), lambda result, error: None)
+        go.set()
+        for _ in range(count):
+            end = time.perf_counter() + 0.05
+            while time.perf_counter() < end:  # Qt's event processing, holding the GIL
+                pass
+            if runner.poll():
+                return len(progress), True
+        return len(progress), False
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(2.0)
+    try:
+        starved = ticks(0.0, 10)
+        served = ticks(ThreadRunner().waitSeconds, 10)
+    finally:
+        sys.setswitchinterval(interval)
+    assert starved[1] is False and starved[0] < 2000  # the simulation starves a worker that is not waited for
+    assert served == (2000, True)
+
+
 def test_a_click_outside_the_volume_is_refused_with_the_runner_too(network):
     world = World(network, threaded=True)
     world.click(*clicks(world.case)[0])
