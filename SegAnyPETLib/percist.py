@@ -57,6 +57,16 @@ def _nearest(points_lps: np.ndarray, target: np.ndarray) -> int:
     return int(np.argmin(np.sum((points_lps - target) ** 2, axis=1)))
 
 
+def _centre(voxels: np.ndarray, points: np.ndarray, depth: np.ndarray, radius_mm: float, no_room: str) -> Tuple[int, List[str]]:
+    """The candidate (row of ``voxels``) for a reference region's centre: of those ``radius_mm`` deep,
+    the one nearest the candidates' centroid; where none is, the deepest, with the warning ``no_room``."""
+    deep = depth[tuple(voxels.T)]
+    fits = deep >= radius_mm
+    if fits.any():
+        return int(np.flatnonzero(fits)[_nearest(points[fits], points.mean(axis=0))]), []
+    return int(np.argmax(deep)), [no_room]
+
+
 def _liver_reference(liver: np.ndarray, grid: VoxelGrid) -> ReferenceRegion:
     frame, organ = _organ_frame(liver, (1, 1, 1))
     offset = np.array([s.start for s in frame])
@@ -65,14 +75,8 @@ def _liver_reference(liver: np.ndarray, grid: VoxelGrid) -> ReferenceRegion:
     points = grid.lps_of_indices(voxels + offset)
     right = points[:, 0] <= np.median(points[:, 0])  # LPS x grows to the patient's left
     voxels, points = voxels[right], points[right]
-    centroid = points.mean(axis=0)
-    fits = depth[tuple(voxels.T)] >= LIVER_SPHERE_RADIUS_MM
-    warnings = []
-    if fits.any():
-        choice = np.flatnonzero(fits)[_nearest(points[fits], centroid)]
-    else:
-        choice = int(np.argmax(depth[tuple(voxels.T)]))
-        warnings.append("the liver has no room for a 3 cm sphere: the sphere at its deepest point is clipped to the liver")
+    choice, warnings = _centre(voxels, points, depth, LIVER_SPHERE_RADIUS_MM,
+                               "the liver has no room for a 3 cm sphere: the sphere at its deepest point is clipped to the liver")
     centre = voxels[choice] + offset
     sphere = _ball_or_cylinder(liver.shape, centre, grid, LIVER_SPHERE_RADIUS_MM, None)
     return ReferenceRegion(
@@ -97,13 +101,8 @@ def _blood_pool_reference(aorta: np.ndarray, grid: VoxelGrid) -> ReferenceRegion
     points = grid.lps_of_indices(voxels + offset)
     posterior = points[:, 1] >= points[:, 1].mean()  # LPS y grows to the patient's back
     voxels, points = voxels[posterior], points[posterior]
-    fits = axis_depth[tuple(voxels.T)] >= BLOOD_POOL_RADIUS_MM
-    warnings = []
-    if fits.any():
-        choice = np.flatnonzero(fits)[_nearest(points[fits], points.mean(axis=0))]
-    else:
-        choice = int(np.argmax(axis_depth[tuple(voxels.T)]))
-        warnings.append("the descending aorta has no room for a 1 x 2 cm cylinder: it is clipped to the aorta")
+    choice, warnings = _centre(voxels, points, axis_depth, BLOOD_POOL_RADIUS_MM,
+                               "the descending aorta has no room for a 1 x 2 cm cylinder: it is clipped to the aorta")
     centre = voxels[choice] + offset
     cylinder = _ball_or_cylinder(aorta.shape, centre, grid, BLOOD_POOL_RADIUS_MM, BLOOD_POOL_HALF_LENGTH_MM)
     return ReferenceRegion(
