@@ -43,6 +43,7 @@ class Crop:
     _probability: Optional[Tuple[torch.Tensor, np.ndarray]] = None  # (logits, probability on region)
     _weight: Optional[np.ndarray] = None  # blending weight on region
     _to_image: Optional[CropToImage] = None
+    _inside: Optional[np.ndarray] = None  # on region: the voxels whose centres lie in the crop
 
 
 @dataclass
@@ -150,12 +151,15 @@ class ObjectCrops:
         return crop._probability[1], crop._weight
 
     def inside(self, shape: Sequence[int]) -> np.ndarray:
-        """The voxels of the input grid (``shape``, z, y, x) whose centres lie in a crop (bool)."""
+        """The voxels of the input grid (``shape``, z, y, x) whose centres lie in a crop (bool), as
+        :meth:`CropGrid.contains` says (computed once per crop)."""
         inside = np.zeros(tuple(shape), dtype=bool)
         for crop in self.crops:
             if crop.region is not None:
-                index = crop_coordinates(crop.grid, self.image, crop.region)
-                inside[crop.region] |= np.all((index >= -0.5) & (index <= crop.grid.size - 0.5), axis=-1)
+                if crop._inside is None:
+                    index = crop_coordinates(crop.grid, self.image, crop.region)
+                    crop._inside = np.all((index >= -0.5) & (index <= crop.grid.size - 0.5), axis=-1)
+                inside[crop.region] |= crop._inside
         return inside
 
     def box(self) -> Optional[Box]:
