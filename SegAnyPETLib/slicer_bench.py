@@ -91,7 +91,6 @@ def formatSlicerTable(results: Mapping[str, Any]) -> str:
 def _benchModel(model, case, click, device: str, laterClicks: int, size, preset: Optional[str],
                 overrides: Dict[str, Any]) -> Dict[str, Any]:
     import slicer
-    import vtk
 
     from .inference.config import preset_name
     from .slice_view import SliceView
